@@ -1,0 +1,86 @@
+"""Composition root: the only place that reads the configuration and wires the parts together."""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bot.config import Config, resolve_data_dir
+from knowledge.answer import AnswerStyle
+from knowledge.base import BUNDLED_LIBRARY, KnowledgeBase
+from knowledge.embeddings import EmbeddingSpec, create_embedder
+from knowledge.index import KnowledgeIndex, open_chroma
+from knowledge.lexical import Segmenter
+from knowledge import vocabulary
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Services:
+    """What handlers may use. Built once per process."""
+
+    config: Config
+    data_dir: Path
+    kb: KnowledgeBase
+    extras: dict = field(default_factory=dict)
+
+
+def library_paths(config: Config) -> list[Path]:
+    return [BUNDLED_LIBRARY if p == "@bundled" else Path(p).expanduser() for p in config.knowledge.library]
+
+
+def build_knowledge(config: Config, data_dir: Path, reset: bool = False) -> KnowledgeBase:
+    k = config.knowledge
+    kb_dir = data_dir / "kb"
+    if reset and not k.chroma.url:
+        import shutil
+
+        shutil.rmtree(kb_dir / "chroma", ignore_errors=True)
+    client = open_chroma(kb_dir, k.chroma.url)
+    embedder = create_embedder(EmbeddingSpec(**k.embedding.model_dump()))
+    segmenter = Segmenter(vocabulary.domain_terms())
+    index = KnowledgeIndex(client, embedder, segmenter, k.max_chunk_chars)
+    style = AnswerStyle(
+        max_reply_chars=k.answer.max_reply_chars,
+        further_sources=k.answer.further_sources,
+        min_confidence=k.answer.min_confidence,
+        admin_contact=config.bot.admin_contact,
+    )
+    return KnowledgeBase(index, style, lock_path=kb_dir / "ingest.lock", llm_settings=k.llm)
+
+
+def ensure_library(config: Config, kb: KnowledgeBase) -> None:
+    """Index the configured library on first start (an empty index)."""
+    if config.knowledge.auto_ingest_bundled and kb.is_empty():
+        report = kb.ingest_paths(library_paths(config))
+        log.info("first-start ingest: %d documents, %d problems", len(report.added), len(report.errors))
+
+
+def build_services(config: Config, data_dir_override: str | None = None, ingest: bool = True) -> Services:
+    data_dir = resolve_data_dir(config, data_dir_override)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    kb = build_knowledge(config, data_dir)
+    if ingest:
+        ensure_library(config, kb)
+    return Services(config=config, data_dir=data_dir, kb=kb)
+
+
+def setup_logging(config: Config, data_dir: Path) -> None:
+    """Log lines go to a file in the data directory; only errors reach the terminal."""
+    root = logging.getLogger()
+    if any(getattr(h, "_safeduty", False) for h in root.handlers):
+        return
+    (data_dir / "logs").mkdir(parents=True, exist_ok=True)
+    file_handler = logging.FileHandler(data_dir / "logs" / "safeduty.log", encoding="utf-8")
+    file_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    file_handler.setLevel(logging.INFO)
+    file_handler._safeduty = True  # type: ignore[attr-defined]
+    console = logging.StreamHandler()
+    console.setLevel(getattr(logging, config.bot.log_level))
+    console._safeduty = True  # type: ignore[attr-defined]
+    root.addHandler(file_handler)
+    root.addHandler(console)
+    root.setLevel(logging.INFO)
+    for noisy in ("chromadb", "httpx", "httpcore", "urllib3"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)

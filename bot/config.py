@@ -1,0 +1,129 @@
+"""The one configuration file, config.yaml: every section is a pydantic model validated at start.
+
+A wrong key or a wrong type stops the program with a message naming the key and its line in the file.
+Secrets never live here: the file names environment variables that hold them.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "config.yaml"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ChromaSettings(_Section):
+    url: str = ""  # empty: embedded PersistentClient in the data directory; else http://host:port
+
+
+class EmbeddingSettings(_Section):
+    provider: Literal["none", "e5-small", "use-multilingual", "sentence-transformers", "openai"] = "e5-small"
+    model_dir: str = ""  # for sentence-transformers: a local model directory
+    base_url: str = ""  # for openai: e.g. http://127.0.0.1:9997/v1
+    model: str = ""
+    api_key_env: str = ""  # name of the environment variable holding the key
+
+
+class LLMSettings(_Section):
+    enabled: bool = False
+    base_url: str = "http://127.0.0.1:11434/v1"
+    model: str = "qwen2.5:7b-instruct"
+    api_key_env: str = "SAFEDUTY_LLM_API_KEY"
+    timeout_seconds: float = Field(8.0, gt=0)
+    max_tokens: int = Field(400, gt=0)
+    temperature: float = Field(0.1, ge=0, le=2)
+
+
+class AnswerSettings(_Section):
+    max_reply_chars: int = Field(1000, ge=200, le=4000)
+    further_sources: int = Field(2, ge=0, le=5)
+    # Retrieval confidence below which the bot says the knowledge base does not cover the question.
+    min_confidence: float = Field(0.5, ge=0, le=1)
+
+
+class KnowledgeSettings(_Section):
+    library: list[str] = Field(default_factory=lambda: ["@bundled"])  # @bundled = knowledge/library
+    auto_ingest_bundled: bool = True
+    max_chunk_chars: int = Field(600, ge=200, le=4000)
+    max_question_chars: int = Field(4000, ge=100)
+    chroma: ChromaSettings = Field(default_factory=ChromaSettings)
+    embedding: EmbeddingSettings = Field(default_factory=EmbeddingSettings)
+    llm: LLMSettings = Field(default_factory=LLMSettings)
+    answer: AnswerSettings = Field(default_factory=AnswerSettings)
+
+
+class BotSettings(_Section):
+    name: str = "安全生产值守助手"
+    data_dir: str = "~/.safeduty"  # overridden by --data-dir or SAFEDUTY_DATA_DIR
+    timezone: str = "Asia/Shanghai"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "WARNING"
+    admin_contact: str = "区安委办"  # whom to ask when the knowledge base has no answer
+
+
+class Config(_Section):
+    bot: BotSettings = Field(default_factory=BotSettings)
+    knowledge: KnowledgeSettings = Field(default_factory=KnowledgeSettings)
+
+
+class ConfigError(Exception):
+    """Configuration problems, phrased for the operator (file, line, key)."""
+
+
+def _key_lines(node: yaml.Node, prefix: tuple = ()) -> dict[tuple, int]:
+    """Map each key path in the YAML document to its 1-based line number."""
+    lines: dict[tuple, int] = {}
+    if isinstance(node, yaml.MappingNode):
+        for key_node, value_node in node.value:
+            path = prefix + (key_node.value,)
+            lines[path] = key_node.start_mark.line + 1
+            lines.update(_key_lines(value_node, path))
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            lines[prefix + (i,)] = item.start_mark.line + 1
+            lines.update(_key_lines(item, prefix + (i,)))
+    return lines
+
+
+def load_config(path: Path | None = None) -> Config:
+    path = Path(path) if path else Path(os.environ.get("SAFEDUTY_CONFIG", DEFAULT_CONFIG))
+    if not path.exists():
+        if path == DEFAULT_CONFIG:
+            return Config()
+        raise ConfigError(f"配置文件不存在：{path}")
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+        node = yaml.compose(text)
+        data = yaml.safe_load(text) or {}
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: 配置文件必须是 UTF-8 编码（{exc}）") from exc
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark else str(path)
+        raise ConfigError(f"{where}: YAML 格式错误：{getattr(exc, 'problem', exc)}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: 顶层必须是键值映射")
+    try:
+        return Config.model_validate(data)
+    except ValidationError as exc:
+        lines = _key_lines(node) if node is not None else {}
+        problems = []
+        for err in exc.errors():
+            loc = tuple(err["loc"])
+            line = next((lines[loc[:n]] for n in range(len(loc), 0, -1) if loc[:n] in lines), None)
+            key = ".".join(str(p) for p in loc)
+            where = f"{path}:{line}" if line else str(path)
+            kind = "未知配置项" if err["type"] == "extra_forbidden" else err["msg"]
+            problems.append(f"{where}: {key}: {kind}")
+        raise ConfigError("配置文件有误：\n" + "\n".join(problems)) from exc
+
+
+def resolve_data_dir(config: Config, override: str | None = None) -> Path:
+    raw = override or os.environ.get("SAFEDUTY_DATA_DIR") or config.bot.data_dir
+    return Path(raw).expanduser().resolve()

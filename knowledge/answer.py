@@ -1,0 +1,168 @@
+"""Answering: turn a Retrieval into what the bot says. Extractive by default — the sentence(s) of the
+best passage that answer, quoted, with the citation — and a plain refusal when evidence is weak.
+Retrieval (retrieve.py) and answering are separate steps; every answer carries its sources.
+"""
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+
+from knowledge import vocabulary
+from knowledge.retrieve import Retrieval
+from knowledge.types import Answer, Citation, Hit
+
+_SENTENCE_RE = re.compile(r"[^。！？；\n]+[。！？；]?")
+
+
+@dataclass(frozen=True)
+class AnswerStyle:
+    max_reply_chars: int = 1000
+    further_sources: int = 2
+    min_confidence: float = 0.5
+    admin_contact: str = "区安委办"
+
+
+def confidence(retrieval: Retrieval) -> float:
+    """0..1: how sure we are that the best passage is about the question.
+
+    Exact article look-ups are certain. Otherwise two signals must agree: the dense similarity of
+    the best passage and how many of the question's content words it contains (coverage). A
+    question about the weather shares neither with any safety law.
+    """
+    if retrieval.exact:
+        return 1.0
+    if not retrieval.hits:
+        return 0.0
+    dense = retrieval.top_dense
+    cover = retrieval.coverage
+    lexical = 1.0 - math.exp(-retrieval.top_lexical / 8.0)
+    if dense:
+        return max(0.0, min(1.0, 0.45 * cover + 0.35 * lexical + 0.9 * max(dense - 0.78, 0) / 0.1 * 0.2))
+    return max(0.0, min(1.0, 0.6 * cover + 0.4 * lexical))
+
+
+def refusal(question: str, style: AnswerStyle) -> Answer:
+    text = (
+        "抱歉，知识库里没有找到能回答这个问题的规定或文件，我不便凭空作答。\n"
+        "可以换个说法再问，最好带上法规名称或关键词（例如“安全生产法第二十一条”“九小场所指哪些”）；"
+        f"具体事项请咨询{style.admin_contact}或相关行业主管部门。"
+    )
+    return Answer(answered=False, text=text, mode="refusal")
+
+
+def _citation(hit: Hit, text: str | None = None) -> Citation:
+    c = hit.chunk
+    return Citation(source=c.doc_title, article=c.article, text=text or c.text, heading_path=c.heading_path)
+
+
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: max(limit - 1, 0)] + "…"
+
+
+def best_sentences(text: str, terms: list[str], limit: int = 220) -> str:
+    """The contiguous run of sentences that covers the most question terms, within `limit` chars."""
+    sentences = [s.strip() for s in _SENTENCE_RE.findall(text) if s.strip()]
+    if not sentences:
+        return _clip(text, limit)
+    weights = {t: 1.0 + min(len(t), 4) / 2 for t in set(terms)}
+
+    def score(span: list[str]) -> float:
+        joined = "".join(span)
+        return sum(w for t, w in weights.items() if t in joined)
+
+    best, best_score = sentences[0], -1.0
+    for i in range(len(sentences)):
+        span: list[str] = []
+        for j in range(i, len(sentences)):
+            span.append(sentences[j])
+            if len("".join(span)) > limit and len(span) > 1:
+                break
+            s = score(span) - 0.01 * len("".join(span)) / 100  # prefer shorter on ties
+            if s > best_score:
+                best, best_score = "".join(span), s
+    return _clip(best, limit)
+
+
+def _glossary_note(question: str) -> str:
+    for entry in vocabulary.load_glossary():
+        if any(name in question for name in (entry.term, *entry.aliases)):
+            return f"【{entry.term}】{entry.definition}"
+    return ""
+
+
+def extractive_answer(retrieval: Retrieval, style: AnswerStyle) -> Answer:
+    if retrieval.exact:
+        return article_answer(retrieval.hits, style, full=False)
+    if confidence(retrieval) < style.min_confidence:
+        return refusal(retrieval.query.text, style)
+    top = retrieval.hits[0]
+    terms = retrieval.query.tokens + retrieval.query.expansion
+    quote = best_sentences(top.chunk.text, terms)
+    parts = []
+    note = _glossary_note(retrieval.query.text)
+    if note:
+        parts.append(note)
+    parts.append(f"{top.chunk.citation()}：\n“{quote}”")
+    citations = [_citation(top, quote)]
+    further = _further(retrieval.hits[1:], top, style.further_sources)
+    if further:
+        lines = []
+        for hit in further:
+            snippet = best_sentences(hit.chunk.text, terms, limit=80)
+            lines.append(f"· {hit.chunk.citation()}：{snippet}")
+            citations.append(_citation(hit, snippet))
+        parts.append("相关依据：\n" + "\n".join(lines))
+    if top.chunk.article:
+        parts.append(f"查看条文全文：/article {top.chunk.doc_title} {top.chunk.article}")
+    text = _fit("\n\n".join(parts), style.max_reply_chars)
+    return Answer(answered=True, text=text, citations=tuple(citations), mode="extractive")
+
+
+def _further(hits: list[Hit], top: Hit, n: int) -> list[Hit]:
+    """Further sources: distinct places, not other parts of the same article or paragraph."""
+    seen = {(top.chunk.doc_title, top.chunk.article or top.chunk.ordinal)}
+    out = []
+    for hit in hits:
+        key = (hit.chunk.doc_title, hit.chunk.article or hit.chunk.ordinal)
+        if key in seen:
+            continue
+        seen.add(key)
+        out.append(hit)
+        if len(out) >= n:
+            break
+    return out
+
+
+def article_answer(hits: list[Hit], style: AnswerStyle, full: bool) -> Answer:
+    """The text of one article (all its parts), trimmed to the chat limit unless `full`."""
+    if not hits:
+        return Answer(False, "没有找到这一条。请检查法规名称和条号，例如：/article 安全生产法 第二十一条", mode="refusal")
+    first = hits[0].chunk
+    same = [h for h in hits if h.chunk.doc_title == first.doc_title and h.chunk.article == first.article]
+    body = _join_parts([h.chunk.text for h in same])
+    head = first.citation()
+    if first.heading_path:
+        head += f"（{' › '.join(first.heading_path)}）"
+    text = f"{head}\n{body}"
+    if not full and len(text) > style.max_reply_chars:
+        hint = f"\n……\n（条文较长，发送 /article {first.doc_title} {first.article} 查看全文）"
+        text = text[: style.max_reply_chars - len(hint)] + hint
+    citation = Citation(first.doc_title, first.article, body, first.heading_path)
+    return Answer(True, text, (citation,), mode="lookup")
+
+
+def _join_parts(texts: list[str]) -> str:
+    """Re-assemble a split article: drop the header repeated at the top of parts after the first."""
+    if not texts:
+        return ""
+    out = [texts[0]]
+    lead = texts[0].split("\n", 1)[0]
+    for t in texts[1:]:
+        first, _, rest = t.partition("\n")
+        out.append(rest if lead.startswith(first.rstrip("…")) and rest else t)
+    return "\n".join(out)
+
+
+def _fit(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"

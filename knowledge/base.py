@@ -1,0 +1,119 @@
+"""The knowledge base as one object: ingest files, search, answer. Knows nothing of chats."""
+from __future__ import annotations
+
+import fcntl
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from knowledge import vocabulary
+from knowledge.answer import AnswerStyle, article_answer, extractive_answer, refusal
+from knowledge.index import IngestReport, KnowledgeIndex
+from knowledge.loaders import LoadError, iter_document_paths, load_document
+from knowledge.numerals import ARTICLE_REF_RE, cn_to_int
+from knowledge.retrieve import Retrieval, RetrievalSettings, article_chunks, retrieve
+from knowledge.types import Answer
+
+log = logging.getLogger(__name__)
+
+BUNDLED_LIBRARY = Path(__file__).resolve().parent / "library"
+
+
+class KnowledgeBase:
+    def __init__(
+        self,
+        index: KnowledgeIndex,
+        style: AnswerStyle,
+        lock_path: Path | None = None,
+        llm_settings=None,
+        retrieval: RetrievalSettings | None = None,
+    ) -> None:
+        self.index = index
+        self.style = style
+        self.llm_settings = llm_settings
+        self.retrieval_settings = retrieval or RetrievalSettings()
+        self._lock_path = lock_path
+
+    # ------------------------------------------------------------ ingest
+
+    @contextmanager
+    def _writer_lock(self) -> Iterator[None]:
+        """One writer at a time per data directory (several processes may share it)."""
+        if self._lock_path is None:
+            yield
+            return
+        self._lock_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self._lock_path, "w") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    def ingest_paths(self, paths: list[Path]) -> IngestReport:
+        report = IngestReport()
+        files, problems = iter_document_paths(paths)
+        report.errors.extend(problems)
+        with self._writer_lock():
+            self.index.sweep()
+            for path in files:
+                try:
+                    doc = load_document(path)
+                    outcome = self.index.ingest(doc)
+                except LoadError as exc:
+                    report.errors.append(str(exc))
+                    log.warning("ingest failed for %s: %s", path, exc)
+                    continue
+                getattr(report, {"added": "added", "replaced": "replaced"}.get(outcome, "unchanged")).append(
+                    doc.title
+                )
+            self.index.reload()
+        return report
+
+    def remove(self, title: str) -> bool:
+        title = title.strip().strip("《》")
+        title = vocabulary.resolve_law_alias(title) or title
+        with self._writer_lock():
+            removed = self.index.remove(title)
+            self.index.reload()
+        return removed
+
+    def is_empty(self) -> bool:
+        return not self.index.chunks
+
+    # ------------------------------------------------------------ questions
+
+    def search(self, question: str, k: int = 10) -> Retrieval:
+        return retrieve(self.index, question, k, self.retrieval_settings)
+
+    def ask(self, question: str) -> Answer:
+        question = question.strip()
+        if not question:
+            return Answer(False, "请输入要咨询的问题，例如：安全生产法第二十一条讲什么？", mode="refusal")
+        if self.is_empty():
+            return Answer(False, "知识库还是空的，请管理员先导入法规文件（safeduty kb ingest 路径）。", mode="refusal")
+        retrieval = self.search(question, k=10)
+        extractive = extractive_answer(retrieval, self.style)
+        if self.llm_settings is not None and self.llm_settings.enabled and extractive.answered and not retrieval.exact:
+            from knowledge.llm import llm_answer
+
+            written = llm_answer(question, retrieval.hits, self.llm_settings)
+            if written is not None:
+                return written
+        return extractive
+
+    def article(self, request: str, full: bool = True) -> Answer:
+        """'/article 安全生产法 第二十一条' (or '21'): the article text, whole."""
+        law = vocabulary.resolve_law_alias(request)
+        m = ARTICLE_REF_RE.search(request)
+        number = cn_to_int(m.group(1)) if m else None
+        if number is None:
+            tail = request.split()[-1] if request.split() else ""
+            number = cn_to_int(tail)
+        if law is None or number is None:
+            return Answer(False, "请写明法规名称和条号，例如：/article 安全生产法 第二十一条", mode="refusal")
+        return article_answer(article_chunks(self.index, law, number), self.style, full=full)
+
+    def refusal(self, question: str) -> Answer:
+        return refusal(question, self.style)

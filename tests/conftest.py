@@ -1,0 +1,51 @@
+"""Shared fixtures: a knowledge base over the bundled library (built once per session, lexical-only
+so the suite stays fast), services for handlers, factories for incoming messages."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
+
+from bot.app import Services, build_knowledge, ensure_library  # noqa: E402
+from bot.config import Config  # noqa: E402
+from bot.types import Incoming  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+LIBRARY = ROOT / "knowledge" / "library"
+
+
+def lexical_config() -> Config:
+    config = Config()
+    config.knowledge.embedding.provider = "none"
+    return config
+
+
+@pytest.fixture(scope="session")
+def kb_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("kb")
+
+
+@pytest.fixture(scope="session")
+def bundled_kb(kb_dir):
+    config = lexical_config()
+    kb = build_knowledge(config, kb_dir)
+    ensure_library(config, kb)
+    return kb
+
+
+@pytest.fixture(scope="session")
+def services(bundled_kb, kb_dir):
+    return Services(config=lexical_config(), data_dir=kb_dir, kb=bundled_kb)
+
+
+def make_incoming(text: str = "", user: str = "u1", chat: str = "c1", **kw) -> Incoming:
+    """Factory for incoming messages; override any field by keyword."""
+    return Incoming(channel=kw.pop("channel", "console"), chat=chat, user=user, text=text, **kw)
+
+
+@pytest.fixture
+def incoming():
+    return make_incoming
