@@ -7,9 +7,9 @@ from pathlib import Path
 
 from bot.config import Config, resolve_data_dir
 from knowledge.answer import AnswerStyle
-from knowledge.base import BUNDLED_LIBRARY, KnowledgeBase
+from knowledge.base import BUNDLED_LIBRARY, BUNDLED_VECTORS, KnowledgeBase
 from knowledge.embeddings import EmbeddingSpec, create_embedder
-from knowledge.index import KnowledgeIndex, open_chroma
+from knowledge.index import KnowledgeIndex, VectorCache, open_chroma
 from knowledge.lexical import Segmenter
 from knowledge import vocabulary
 
@@ -40,11 +40,13 @@ def build_knowledge(config: Config, data_dir: Path, reset: bool = False) -> Know
     client = open_chroma(kb_dir, k.chroma.url)
     embedder = create_embedder(EmbeddingSpec(**k.embedding.model_dump()))
     segmenter = Segmenter(vocabulary.domain_terms())
-    index = KnowledgeIndex(client, embedder, segmenter, k.max_chunk_chars)
+    cache = VectorCache(BUNDLED_VECTORS / f"{embedder.name}.npz") if embedder else None
+    index = KnowledgeIndex(client, embedder, segmenter, k.max_chunk_chars, vector_cache=cache)
     style = AnswerStyle(
         max_reply_chars=k.answer.max_reply_chars,
         further_sources=k.answer.further_sources,
         min_confidence=k.answer.min_confidence,
+        min_topic_margin=k.answer.min_topic_margin,
         admin_contact=config.bot.admin_contact,
     )
     return KnowledgeBase(index, style, lock_path=kb_dir / "ingest.lock", llm_settings=k.llm)

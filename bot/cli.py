@@ -217,5 +217,20 @@ def kb_search(question, questions_file, k, jsonl, config, data_dir):
                 click.echo(f"{i}. {label}  {r['score']:.4f}\n   {r['text'][:120]}")
 
 
+@kb.command("export-vectors", hidden=True)
+@common_options
+def kb_export_vectors(config, data_dir):
+    """（维护用）把当前索引的向量写入随附的向量缓存 knowledge/vectors/。"""
+    from knowledge.base import BUNDLED_VECTORS
+    from knowledge.index import VectorCache
+
+    services = _services(config, data_dir)
+    if services.kb.index.embedder is None:
+        raise UserError("当前配置没有向量模型（embedding.provider: none），无需导出。")
+    path = BUNDLED_VECTORS / f"{services.kb.index.embedder.name}.npz"
+    count = VectorCache.write(path, services.kb.index)
+    click.echo(f"已写入 {count} 个向量：{path}")
+
+
 if __name__ == "__main__":
     main()

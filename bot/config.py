@@ -44,8 +44,11 @@ class LLMSettings(_Section):
 class AnswerSettings(_Section):
     max_reply_chars: int = Field(1000, ge=200, le=4000)
     further_sources: int = Field(2, ge=0, le=5)
-    # Retrieval confidence below which the bot says the knowledge base does not cover the question.
-    min_confidence: float = Field(0.5, ge=0, le=1)
+    # Evidence (word coverage of the best passage) below which the bot declines to answer.
+    min_confidence: float = Field(0.2, ge=0, le=1)
+    # With an embedding model: how much nearer a question must be to safety topics than to
+    # everyday non-safety topics (tax, pensions, weather ...) to be answered.
+    min_topic_margin: float = Field(-0.025, ge=-1, le=1)
 
 
 class KnowledgeSettings(_Section):

@@ -4,14 +4,17 @@ Retrieval (retrieve.py) and answering are separate steps; every answer carries i
 """
 from __future__ import annotations
 
+import logging
 import math
 import re
 from dataclasses import dataclass
 
 from knowledge import vocabulary
 from knowledge.retrieve import Retrieval
+from knowledge.scope import missing_quantity
 from knowledge.types import Answer, Citation, Hit
 
+log = logging.getLogger(__name__)
 _SENTENCE_RE = re.compile(r"[^。！？；\n]+[。！？；]?")
 
 
@@ -19,36 +22,54 @@ _SENTENCE_RE = re.compile(r"[^。！？；\n]+[。！？；]?")
 class AnswerStyle:
     max_reply_chars: int = 1000
     further_sources: int = 2
-    min_confidence: float = 0.5
+    min_confidence: float = 0.2
+    min_topic_margin: float = -0.025
     admin_contact: str = "区安委办"
 
 
 def confidence(retrieval: Retrieval) -> float:
-    """0..1: how sure we are that the best passage is about the question.
-
-    Exact article look-ups are certain. Otherwise two signals must agree: the dense similarity of
-    the best passage and how many of the question's content words it contains (coverage). A
-    question about the weather shares neither with any safety law.
-    """
+    """0..1: how well the best passage covers the question's own words (exact look-ups are certain)."""
     if retrieval.exact:
         return 1.0
     if not retrieval.hits:
         return 0.0
-    dense = retrieval.top_dense
-    cover = retrieval.coverage
-    lexical = 1.0 - math.exp(-retrieval.top_lexical / 8.0)
-    if dense:
-        return max(0.0, min(1.0, 0.45 * cover + 0.35 * lexical + 0.9 * max(dense - 0.78, 0) / 0.1 * 0.2))
-    return max(0.0, min(1.0, 0.6 * cover + 0.4 * lexical))
+    lexical = 1.0 - math.exp(-retrieval.top_lexical / 10.0)
+    return max(0.0, min(1.0, 0.5 * retrieval.coverage + 0.5 * lexical))
 
 
-def refusal(question: str, style: AnswerStyle) -> Answer:
+def decline_reason(retrieval: Retrieval, style: AnswerStyle) -> str | None:
+    """Why the knowledge base cannot answer this question, or None when it can."""
+    if retrieval.exact:
+        return None
+    if not retrieval.hits:
+        return "no passage"
+    if retrieval.foreign:
+        return f"asks about {retrieval.foreign}, not in the library"
+    if retrieval.topic_margin is not None and retrieval.topic_margin < style.min_topic_margin:
+        return f"off-topic (margin {retrieval.topic_margin:.3f})"
+    if missing_quantity(retrieval.query.text, [h.chunk.text for h in retrieval.hits[:3]]):
+        return "asks for an amount none of the best passages states"
+    if confidence(retrieval) < style.min_confidence:
+        return f"weak evidence ({confidence(retrieval):.2f})"
+    return None
+
+
+def refusal(question: str, style: AnswerStyle, foreign: str | None = None) -> Answer:
+    lead = (
+        f"知识库里没有收录{_quote_title(foreign)}，我不便凭印象作答。"
+        if foreign
+        else "抱歉，知识库里没有找到能回答这个问题的规定或文件，我不便凭空作答。"
+    )
     text = (
-        "抱歉，知识库里没有找到能回答这个问题的规定或文件，我不便凭空作答。\n"
+        f"{lead}\n"
         "可以换个说法再问，最好带上法规名称或关键词（例如“安全生产法第二十一条”“九小场所指哪些”）；"
         f"具体事项请咨询{style.admin_contact}或相关行业主管部门。"
     )
     return Answer(answered=False, text=text, mode="refusal")
+
+
+def _quote_title(name: str) -> str:
+    return name if not re.search(r"[\u4e00-\u9fff]", name) else f"《{name}》"
 
 
 def _citation(hit: Hit, text: str | None = None) -> Citation:
@@ -94,8 +115,10 @@ def _glossary_note(question: str) -> str:
 def extractive_answer(retrieval: Retrieval, style: AnswerStyle) -> Answer:
     if retrieval.exact:
         return article_answer(retrieval.hits, style, full=False)
-    if confidence(retrieval) < style.min_confidence:
-        return refusal(retrieval.query.text, style)
+    reason = decline_reason(retrieval, style)
+    if reason:
+        log.info("declined %r: %s", retrieval.query.text[:80], reason)
+        return refusal(retrieval.query.text, style, retrieval.foreign)
     top = retrieval.hits[0]
     terms = retrieval.query.tokens + retrieval.query.expansion
     quote = best_sentences(top.chunk.text, terms)

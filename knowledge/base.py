@@ -18,6 +18,7 @@ from knowledge.types import Answer
 log = logging.getLogger(__name__)
 
 BUNDLED_LIBRARY = Path(__file__).resolve().parent / "library"
+BUNDLED_VECTORS = Path(__file__).resolve().parent / "vectors"  # precomputed vectors of the library
 
 
 class KnowledgeBase:

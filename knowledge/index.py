@@ -51,8 +51,6 @@ class IngestReport:
     replaced: list[str] = field(default_factory=list)
     unchanged: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
-    chunks_embedded: int = 0
-    chunks_reused: int = 0
 
 
 def _space_slug(embedder: Embedder | None) -> str:
@@ -98,8 +96,16 @@ def open_chroma(data_dir: Path | None, server_url: str = ""):
 
 
 class KnowledgeIndex:
-    def __init__(self, client, embedder: Embedder | None, segmenter: Segmenter, max_chunk_chars: int = 600):
+    def __init__(
+        self,
+        client,
+        embedder: Embedder | None,
+        segmenter: Segmenter,
+        max_chunk_chars: int = 600,
+        vector_cache: VectorCache | None = None,
+    ):
         self.embedder = embedder
+        self.vector_cache = vector_cache
         self.segmenter = segmenter
         self.max_chunk_chars = max_chunk_chars
         space = _space_slug(embedder)
@@ -117,6 +123,8 @@ class KnowledgeIndex:
         self.chunk_ids: list[str] = []
         self._position: dict[str, int] = {}
         self.lexical = LexicalIndex(segmenter, [])
+        self.titles: set[str] = set()
+        self._topic_gate = None
         self.reload()
 
     # ------------------------------------------------------------ reading
@@ -151,15 +159,29 @@ class KnowledgeIndex:
         self.chunks = [_chunk_from_record(text, meta) for _, text, meta in rows]
         self._position = {cid: i for i, cid in enumerate(self.chunk_ids)}
         self.lexical = LexicalIndex(self.segmenter, [lexical_text(c) for c in self.chunks])
+        self.titles = {c.doc_title for c in self.chunks}
+
+    @property
+    def topic_gate(self):
+        """Built on first use: it embeds a few dozen topic descriptions."""
+        if self._topic_gate is None and self.embedder is not None:
+            from knowledge.scope import TopicGate
+
+            self._topic_gate = TopicGate(self.embedder)
+        return self._topic_gate
 
     def position(self, chunk_id: str) -> int | None:
         return self._position.get(chunk_id)
 
-    def dense_search(self, query: str, k: int) -> list[tuple[int, float]]:
+    def embed_query(self, query: str) -> np.ndarray | None:
+        if self.embedder is None:
+            return None
+        return self.embedder.embed_queries([query])[0]
+
+    def dense_search(self, vector: np.ndarray | None, k: int) -> list[tuple[int, float]]:
         """(chunk position, cosine similarity) best first; empty when no embedder is configured."""
-        if self.embedder is None or not self.chunks:
+        if vector is None or not self.chunks:
             return []
-        vector = self.embedder.embed_queries([query])[0]
         # Over-fetch: superseded revisions may still hold slots until the next sweep.
         result = self._chunks.query(
             query_embeddings=[vector.tolist()], n_results=min(k * 2, self._chunks.count()), include=["distances"]
@@ -225,7 +247,7 @@ class KnowledgeIndex:
 
     def _write_chunks(self, doc: SourceDocument, chunks: list[Chunk]) -> None:
         ids = [f"{doc.content_hash[:16]}-{c.ordinal:05d}" for c in chunks]
-        hashes = [_text_hash(c.text) for c in chunks]
+        hashes = [_text_hash(embedding_text(c)) for c in chunks]
         vectors = self._vectors_for(chunks, hashes)
         for i in range(0, len(chunks), _BATCH):
             part = slice(i, i + _BATCH)
@@ -240,8 +262,9 @@ class KnowledgeIndex:
         if self.embedder is None:
             return np.ones((len(chunks), 1), dtype=np.float32)
         known = self._known_vectors(hashes)
+        if self.vector_cache is not None:
+            known.update({h: v for h in hashes if h not in known and (v := self.vector_cache.get(h)) is not None})
         missing = [i for i, h in enumerate(hashes) if h not in known]
-        self.last_embedded = len(missing)
         fresh = self.embedder.embed_passages([embedding_text(chunks[i]) for i in missing]) if missing else []
         out = np.zeros((len(chunks), self.embedder.dim), dtype=np.float32)
         for i, h in enumerate(hashes):
@@ -260,6 +283,39 @@ class KnowledgeIndex:
             for meta, vector in zip(got["metadatas"] or [], got["embeddings"] if got["embeddings"] is not None else []):
                 known[meta["text_hash"]] = np.asarray(vector, dtype=np.float32)
         return known
+
+
+class VectorCache:
+    """Vectors shipped with the bundled library, keyed by the hash of the exact embedding input.
+
+    Embedding the bundled corpus with e5-small takes about 1.5 minutes on two cores; the vectors
+    are a pure function of (model, text), so they ship precomputed and are used only when the hash
+    matches. A changed splitter or document simply misses the cache and is embedded afresh.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._vectors: dict[str, np.ndarray] | None = None
+
+    def get(self, text_hash: str) -> np.ndarray | None:
+        if self._vectors is None:
+            self._vectors = {}
+            if self.path.exists():
+                try:
+                    with np.load(self.path) as data:
+                        self._vectors = dict(zip(data["hashes"].tolist(), data["vectors"].astype(np.float32)))
+                except (OSError, ValueError, KeyError) as exc:
+                    log.warning("ignoring unreadable vector cache %s: %s", self.path, exc)
+        return self._vectors.get(text_hash)
+
+    @staticmethod
+    def write(path: Path, index: "KnowledgeIndex") -> int:
+        got = index._chunks.get(include=["metadatas", "embeddings"])
+        hashes = [m["text_hash"] for m in got["metadatas"]]
+        vectors = np.asarray(got["embeddings"], dtype=np.float16)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        np.savez_compressed(path, hashes=np.array(hashes), vectors=vectors)
+        return len(hashes)
 
 
 def lexical_text(chunk: Chunk) -> str:

@@ -12,6 +12,7 @@ from knowledge import vocabulary
 from knowledge.index import KnowledgeIndex
 from knowledge.lexical import top_k
 from knowledge.numerals import ARTICLE_REF_RE, cn_to_int
+from knowledge.scope import foreign_reference
 from knowledge.types import Hit
 
 
@@ -46,6 +47,8 @@ class Retrieval:
     top_lexical: float = 0.0  # best raw BM25 score of the question's own tokens
     top_dense: float = 0.0  # best cosine similarity
     coverage: float = 0.0  # share of the question's tokens found in the best passage
+    foreign: str | None = None  # a document the question asks about that the library lacks
+    topic_margin: float | None = None  # safety-topic vs other-topic similarity (None: no embedder)
     signals: dict = field(default_factory=dict)
 
 
@@ -71,7 +74,8 @@ def retrieve(index: KnowledgeIndex, question: str, k: int = 10, settings: Retrie
 
     own = index.lexical.scores(query.tokens)
     lexical = own + settings.expansion_weight * index.lexical.scores(query.expansion) if query.expansion else own
-    dense_ranked = index.dense_search(question, settings.candidates)
+    vector = index.embed_query(question)
+    dense_ranked = index.dense_search(vector, settings.candidates)
     fused = _normalised(lexical)
     if dense_ranked:
         fused = settings.lexical_weight * fused + settings.dense_weight * _dense_scores(dense_ranked, fused.size)
@@ -99,6 +103,8 @@ def retrieve(index: KnowledgeIndex, question: str, k: int = 10, settings: Retrie
         top_lexical=float(own.max()) if own.size else 0.0,
         top_dense=dense_ranked[0][1] if dense_ranked else 0.0,
         coverage=_coverage(index, query, best),
+        foreign=None if exact else foreign_reference(question, index.titles),
+        topic_margin=index.topic_gate.margin(vector) if vector is not None and index.topic_gate else None,
     )
 
 

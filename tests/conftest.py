@@ -49,3 +49,11 @@ def make_incoming(text: str = "", user: str = "u1", chat: str = "c1", **kw) -> I
 @pytest.fixture
 def incoming():
     return make_incoming
+
+
+@pytest.fixture(scope="session")
+def lexical_config_file(tmp_path_factory) -> Path:
+    """A config.yaml for CLI tests: lexical retrieval only, so no model is loaded."""
+    path = tmp_path_factory.mktemp("cfg") / "config.yaml"
+    path.write_text("knowledge:\n  embedding:\n    provider: none\n", encoding="utf-8")
+    return path
