@@ -9,6 +9,16 @@ from dataclasses import dataclass, field
 from enum import Enum
 
 
+def citation_label(title: str, article: str | None, heading_path: tuple[str, ...] = ()) -> str:
+    """《title》第X条 for laws; 《title》 + the outline path (each heading cut short) for speeches."""
+    base = f"《{title}》"
+    if article:
+        return base + article
+    if heading_path:
+        return base + " " + " › ".join(h if len(h) <= 18 else h[:17] + "…" for h in heading_path)
+    return base
+
+
 class DocKind(str, Enum):
     """How a document is structured, which decides how it is split."""
 
@@ -55,13 +65,8 @@ class Chunk:
         return hashlib.sha256(key.encode("utf-8")).hexdigest()[:24]
 
     def citation(self) -> str:
-        """Human citation: 《title》第X条, or 《title》 › heading path."""
-        base = f"《{self.doc_title}》"
-        if self.article:
-            return base + self.article
-        if self.heading_path:
-            return base + " " + " › ".join(self.heading_path)
-        return base
+        """Human citation: 《title》第X条, or 《title》 heading › path."""
+        return citation_label(self.doc_title, self.article, self.heading_path)
 
 
 @dataclass(frozen=True)
@@ -83,12 +88,7 @@ class Citation:
     heading_path: tuple[str, ...] = ()
 
     def label(self) -> str:
-        base = f"《{self.source}》"
-        if self.article:
-            return base + self.article
-        if self.heading_path:
-            return base + " " + " › ".join(self.heading_path)
-        return base
+        return citation_label(self.source, self.article, self.heading_path)
 
 
 @dataclass(frozen=True)
