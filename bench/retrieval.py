@@ -84,7 +84,7 @@ def run_project(questions: list[dict], embedding: str, data_dir: Path | None) ->
     t0 = time.perf_counter()
     kb = build_knowledge(config, tmp)
     built = kb.is_empty()
-    ensure_library(config, kb)
+    ensure_library(config, kb, tmp)
     ingest_s = time.perf_counter() - t0
     print(f"project index: {len(kb.index.chunks)} chunks, embedding={embedding}, "
           f"{'cold ingest' if built else 'reopen'} {ingest_s:.1f} s ({tmp})")

@@ -1,6 +1,7 @@
 """Composition root: the only place that reads the configuration and wires the parts together."""
 from __future__ import annotations
 
+import hashlib
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,11 +53,35 @@ def build_knowledge(config: Config, data_dir: Path, reset: bool = False) -> Know
     return KnowledgeBase(index, style, lock_path=kb_dir / "ingest.lock", llm_settings=k.llm)
 
 
-def ensure_library(config: Config, kb: KnowledgeBase) -> None:
-    """Index the configured library on first start (an empty index)."""
-    if config.knowledge.auto_ingest_bundled and kb.is_empty():
-        report = kb.ingest_paths(library_paths(config))
-        log.info("first-start ingest: %d documents, %d problems", len(report.added), len(report.errors))
+def _library_fingerprint(paths: list[Path]) -> str:
+    """Names, sizes and mtimes of the library files: cheap, and changes whenever a file does."""
+    digest = hashlib.sha256()
+    for root in paths:
+        files = sorted(root.rglob("*")) if root.is_dir() else [root]
+        for f in files:
+            if f.is_file():
+                st = f.stat()
+                digest.update(f"{f}\x1f{st.st_size}\x1f{st.st_mtime_ns}\n".encode())
+    return digest.hexdigest()
+
+
+def ensure_library(config: Config, kb: KnowledgeBase, data_dir: Path) -> None:
+    """Index the configured library on first start, and again whenever its files change
+    (a new release of the bundled laws); unchanged documents are skipped by content hash."""
+    if not config.knowledge.auto_ingest_bundled:
+        return
+    paths = library_paths(config)
+    marker = data_dir / "kb" / "library.fingerprint"
+    fingerprint = _library_fingerprint(paths)
+    if not kb.is_empty() and marker.exists() and marker.read_text() == fingerprint:
+        return
+    report = kb.ingest_paths(paths)
+    log.info(
+        "library ingest: %d added, %d replaced, %d unchanged, %d problems",
+        len(report.added), len(report.replaced), len(report.unchanged), len(report.errors),
+    )
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    marker.write_text(fingerprint)
 
 
 def build_services(config: Config, data_dir_override: str | None = None, ingest: bool = True) -> Services:
@@ -64,7 +89,7 @@ def build_services(config: Config, data_dir_override: str | None = None, ingest:
     data_dir.mkdir(parents=True, exist_ok=True)
     kb = build_knowledge(config, data_dir)
     if ingest:
-        ensure_library(config, kb)
+        ensure_library(config, kb, data_dir)
     return Services(config=config, data_dir=data_dir, kb=kb)
 
 

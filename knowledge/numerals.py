@@ -48,6 +48,8 @@ def int_to_cn(n: int) -> str:
 
 
 ARTICLE_REF_RE = re.compile(r"第\s*([零〇一二三四五六七八九十百千两0-9０-９]+)\s*条")
+# "消防法63条": digits and 条 without 第 — only trusted when a law is named right before it.
+BARE_ARTICLE_RE = re.compile(r"(?<![0-9０-９])([0-9０-９]{1,3})\s*条")
 
 
 def article_label(n: int) -> str:

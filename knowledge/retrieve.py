@@ -11,7 +11,7 @@ import numpy as np
 from knowledge import vocabulary
 from knowledge.index import KnowledgeIndex
 from knowledge.lexical import top_k
-from knowledge.numerals import ARTICLE_REF_RE, cn_to_int
+from knowledge.numerals import ARTICLE_REF_RE, BARE_ARTICLE_RE, cn_to_int
 from knowledge.scope import foreign_reference
 from knowledge.types import Hit
 
@@ -56,7 +56,7 @@ def analyse(index: KnowledgeIndex, question: str) -> Query:
     seg = index.segmenter
     law = vocabulary.resolve_law_alias(question)
     article_no = None
-    m = ARTICLE_REF_RE.search(question)
+    m = ARTICLE_REF_RE.search(question) or (BARE_ARTICLE_RE.search(question) if law else None)
     if m:
         article_no = cn_to_int(m.group(1))
     expansion: list[str] = []

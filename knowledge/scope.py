@@ -90,7 +90,8 @@ class TopicGate:
 # A question that asks for a quantity in some unit can only be answered by a passage that states a
 # quantity in that unit ("罚多少钱" needs 元; "多少学时" needs 学时). (question pattern, passage pattern)
 QUANTITY_UNITS: tuple[tuple[re.Pattern[str], re.Pattern[str]], ...] = (
-    (re.compile(r"多少钱|罚多少|交多少|赔多少|多少费用|多少万|预算是?多少|经费是?多少"), re.compile(r"元|工资|倍")),
+    (re.compile(r"多少钱|罚多少|交多少|赔多少|多少费用|多少万|预算是?多少|经费是?多少"), re.compile(r"元|倍")),
+    (re.compile(r"(?:电话|号码|热线)(?:是)?多少|打什么电话|电话号"), re.compile(r"\d{3,}|[一二三四五六七八九零〇]{3,}")),
     (re.compile(r"(?:几|多少)个?(?:小时|学时|课时)"), re.compile(r"小时|学时|课时")),
     (re.compile(r"(?:几|多少)个?月"), re.compile(r"个月|月内|月以")),
     (re.compile(r"(?:几|多少)年"), re.compile(r"年")),

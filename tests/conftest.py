@@ -32,7 +32,7 @@ def kb_dir(tmp_path_factory) -> Path:
 def bundled_kb(kb_dir):
     config = lexical_config()
     kb = build_knowledge(config, kb_dir)
-    ensure_library(config, kb)
+    ensure_library(config, kb, kb_dir)
     return kb
 
 

@@ -86,3 +86,17 @@ def test_answer_style_defaults_match_config():
     from bot.config import AnswerSettings
 
     assert AnswerStyle().min_confidence == AnswerSettings().min_confidence
+
+
+def test_bare_article_number_after_law_name(bundled_kb):
+    answer = bundled_kb.ask("消防法63条说了啥")
+    assert answer.mode == "lookup" and answer.citations[0].article == "第六十三条"
+
+
+def test_bare_number_without_law_is_not_an_article(bundled_kb):
+    retrieval = bundled_kb.search("隐患排查有哪3条要求")
+    assert not retrieval.exact and retrieval.query.article_no is None
+
+
+def test_question_for_a_phone_number_no_passage_states_is_declined(bundled_kb):
+    assert not bundled_kb.ask("区应急管理局的值班电话是多少").answered

@@ -113,3 +113,20 @@ def test_unreadable_chroma_directory_gives_clear_error(tmp_path):
     (chroma / "chroma.sqlite3").write_bytes(b"this is not a database" * 100)
     with pytest.raises(KnowledgeIndexError, match="kb ingest --reset"):
         build_knowledge(lexical_config(), tmp_path / "data")
+
+
+def test_library_is_reingested_only_when_its_files_change(tmp_path):
+    from bot.app import ensure_library
+
+    library = tmp_path / "library"
+    library.mkdir()
+    law = write(library / "law.md", LAW_V1)
+    config = lexical_config()
+    config.knowledge.library = [str(library)]
+    data = tmp_path / "data"
+    kb = build_knowledge(config, data)
+    ensure_library(config, kb, data)
+    assert "测试安全条例" in kb.index.titles
+    write(law, LAW_V1.replace("每季度", "每月"))
+    ensure_library(config, kb, data)  # a new release of the library is picked up on start
+    assert any("每月组织一次应急演练" in c.text for c in kb.index.chunks)
