@@ -12,6 +12,7 @@ from knowledge.base import BUNDLED_LIBRARY, BUNDLED_VECTORS, KnowledgeBase
 from knowledge.embeddings import EmbeddingSpec, create_embedder
 from knowledge.index import KnowledgeIndex, VectorCache, open_chroma
 from knowledge.lexical import Segmenter
+from knowledge.retrieve import RetrievalSettings
 from knowledge import vocabulary
 
 log = logging.getLogger(__name__)
@@ -50,7 +51,10 @@ def build_knowledge(config: Config, data_dir: Path, reset: bool = False) -> Know
         min_topic_margin=k.answer.min_topic_margin,
         admin_contact=config.bot.admin_contact,
     )
-    return KnowledgeBase(index, style, lock_path=kb_dir / "ingest.lock", llm_settings=k.llm)
+    retrieval = RetrievalSettings(
+        fusion=k.retrieval.fusion, lexical_weight=k.retrieval.lexical_weight, dense_weight=k.retrieval.dense_weight
+    )
+    return KnowledgeBase(index, style, lock_path=kb_dir / "ingest.lock", llm_settings=k.llm, retrieval=retrieval)
 
 
 def _library_fingerprint(paths: list[Path]) -> str:

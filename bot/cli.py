@@ -149,6 +149,8 @@ def kb_ingest(paths, reset, config, data_dir):
         click.echo(f"新增：《{title}》")
     for title in report.replaced:
         click.echo(f"更新：《{title}》（旧版本已替换）")
+    for title in report.older:
+        click.echo(f"未替换：《{title}》比知识库中的版本更旧（按正文所载修订日期）", err=True)
     if report.unchanged:
         click.echo(f"未变化（跳过）：{len(report.unchanged)} 个文件")
     for problem in report.errors:

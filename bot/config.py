@@ -51,6 +51,12 @@ class AnswerSettings(_Section):
     min_topic_margin: float = Field(-0.025, ge=-1, le=1)
 
 
+class RetrievalSettings(_Section):
+    fusion: Literal["score", "rank"] = "score"  # score fusion measured better than RRF (docs/benchmarks.md)
+    lexical_weight: float = Field(0.6, ge=0)
+    dense_weight: float = Field(0.4, ge=0)
+
+
 class KnowledgeSettings(_Section):
     library: list[str] = Field(default_factory=lambda: ["@bundled"])  # @bundled = knowledge/library
     auto_ingest_bundled: bool = True
@@ -58,6 +64,7 @@ class KnowledgeSettings(_Section):
     max_question_chars: int = Field(4000, ge=100)
     chroma: ChromaSettings = Field(default_factory=ChromaSettings)
     embedding: EmbeddingSettings = Field(default_factory=EmbeddingSettings)
+    retrieval: RetrievalSettings = Field(default_factory=RetrievalSettings)
     llm: LLMSettings = Field(default_factory=LLMSettings)
     answer: AnswerSettings = Field(default_factory=AnswerSettings)
 

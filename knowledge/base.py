@@ -66,9 +66,7 @@ class KnowledgeBase:
                     report.errors.append(str(exc))
                     log.warning("ingest failed for %s: %s", path, exc)
                     continue
-                getattr(report, {"added": "added", "replaced": "replaced"}.get(outcome, "unchanged")).append(
-                    doc.title
-                )
+                getattr(report, outcome).append(doc.title)
             self.index.reload()
         return report
 

@@ -50,6 +50,7 @@ class IngestReport:
     added: list[str] = field(default_factory=list)
     replaced: list[str] = field(default_factory=list)
     unchanged: list[str] = field(default_factory=list)
+    older: list[str] = field(default_factory=list)  # earlier revisions than the indexed one, skipped
     errors: list[str] = field(default_factory=list)
 
 
@@ -196,12 +197,16 @@ class KnowledgeIndex:
     # ------------------------------------------------------------ writing
 
     def ingest(self, doc: SourceDocument) -> str:
-        """Index one document; returns 'added', 'replaced' or 'unchanged'."""
+        """Index one document; returns 'added', 'replaced', 'unchanged' or 'older' (an earlier
+        revision than the one indexed, by the revision dates in the texts: kept out)."""
         key = _doc_key(doc.title)
         current = self._docs.get(ids=[key], include=["metadatas"])
-        old_hash = current["metadatas"][0]["content_hash"] if current["ids"] else None
+        old = current["metadatas"][0] if current["ids"] else None
+        old_hash = old["content_hash"] if old else None
         if old_hash == doc.content_hash:
             return "unchanged"
+        if old and doc.revision_date and old.get("revision_date") and doc.revision_date < old["revision_date"]:
+            return "older"
         chunks = split_document(doc, self.max_chunk_chars)
         if not chunks:
             raise KnowledgeIndexError(f"《{doc.title}》没有可索引的正文。")

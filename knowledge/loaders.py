@@ -229,7 +229,8 @@ def _load_docx(data: bytes, path: Path) -> tuple[str, str | None]:
     except Exception as exc:  # noqa: BLE001 - python-docx raises many unrelated types
         raise LoadError(f"无法读取 Word 文档（文件可能已损坏或不是 .docx 格式）：{path.name}") from exc
     text = _clean("\n".join(lines))
-    if core_title:
+    # Word, WPS and converters stamp placeholder titles; only a Chinese title is a real one.
+    if core_title and re.search(r"[\u4e00-\u9fff]", core_title):
         return text, core_title
     first = next((ln for ln in text.split("\n") if ln.strip()), "")
     return text, first.strip() if _looks_like_title(first) else None

@@ -22,6 +22,8 @@ class RetrievalSettings:
     dev set (hit@1 0.60 -> 0.66 with the same two retrievers); see docs/benchmarks.md."""
 
     candidates: int = 50  # dense candidates, before fusion
+    fusion: str = "score"  # "score": normalised scores; "rank": reciprocal-rank fusion (RRF)
+    rrf_k: int = 60
     lexical_weight: float = 0.6
     dense_weight: float = 0.4
     expansion_weight: float = 0.5  # BM25 weight of vocabulary-bridge terms relative to the question's own
@@ -76,9 +78,12 @@ def retrieve(index: KnowledgeIndex, question: str, k: int = 10, settings: Retrie
     lexical = own + settings.expansion_weight * index.lexical.scores(query.expansion) if query.expansion else own
     vector = index.embed_query(question)
     dense_ranked = index.dense_search(vector, settings.candidates)
-    fused = _normalised(lexical)
-    if dense_ranked:
-        fused = settings.lexical_weight * fused + settings.dense_weight * _dense_scores(dense_ranked, fused.size)
+    if settings.fusion == "rank":
+        fused = _rank_fused(lexical, dense_ranked, settings)
+    else:
+        fused = _normalised(lexical)
+        if dense_ranked:
+            fused = settings.lexical_weight * fused + settings.dense_weight * _dense_scores(dense_ranked, fused.size)
     if query.law or query.article_no is not None:
         named = np.array(
             [
@@ -111,6 +116,15 @@ def retrieve(index: KnowledgeIndex, question: str, k: int = 10, settings: Retrie
 def _normalised(scores: np.ndarray) -> np.ndarray:
     top = float(scores.max()) if scores.size else 0.0
     return scores / top if top > 0 else scores
+
+
+def _rank_fused(lexical: np.ndarray, dense_ranked: list[tuple[int, float]], settings: RetrievalSettings) -> np.ndarray:
+    out = np.zeros(lexical.size, dtype=np.float32)
+    for rank, pos in enumerate(top_k(lexical, settings.candidates), start=1):
+        out[pos] += settings.lexical_weight / (settings.rrf_k + rank)
+    for rank, (pos, _) in enumerate(dense_ranked, start=1):
+        out[pos] += settings.dense_weight / (settings.rrf_k + rank)
+    return out
 
 
 def _dense_scores(ranked: list[tuple[int, float]], size: int) -> np.ndarray:

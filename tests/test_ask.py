@@ -100,3 +100,13 @@ def test_bare_number_without_law_is_not_an_article(bundled_kb):
 
 def test_question_for_a_phone_number_no_passage_states_is_declined(bundled_kb):
     assert not bundled_kb.ask("区应急管理局的值班电话是多少").answered
+
+
+def test_rank_fusion_is_available(bundled_kb):
+    from dataclasses import replace
+
+    settings = replace(bundled_kb.retrieval_settings, fusion="rank")
+    from knowledge.retrieve import retrieve
+
+    hits = retrieve(bundled_kb.index, "生产经营单位的主要负责人的安全生产职责", 5, settings).hits
+    assert hits and all(h.score > 0 for h in hits)

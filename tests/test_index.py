@@ -130,3 +130,12 @@ def test_library_is_reingested_only_when_its_files_change(tmp_path):
     write(law, LAW_V1.replace("每季度", "每月"))
     ensure_library(config, kb, data)  # a new release of the library is picked up on start
     assert any("每月组织一次应急演练" in c.text for c in kb.index.chunks)
+
+
+def test_older_revision_does_not_replace_newer_one(kb, tmp_path):
+    new = write(tmp_path / "new.md", LAW_V1.replace("2020年1月1日", "2024年6月1日").replace("每季度", "每月"))
+    old = write(tmp_path / "old.md", LAW_V1)
+    kb.ingest_paths([new])
+    report = kb.ingest_paths([old])
+    assert report.older == ["测试安全条例"] and not report.replaced
+    assert any("每月组织一次应急演练" in c.text for c in kb.index.chunks)
