@@ -1,0 +1,76 @@
+"""Cold ingest time of the bundled library and resident memory of `safeduty chat`.
+
+Cold ingest is measured twice in one run — with the shipped vectors of the bundled library
+(knowledge/vectors/) and with the model embedding every chunk, the baseline a user's own documents
+get — and the ratio printed. Memory is the peak RSS of a real `safeduty chat` process answering a
+scripted conversation (read from the kernel after it exits).
+
+    python bench/footprint.py [--skip-uncached]
+"""
+from __future__ import annotations
+
+import argparse
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+QUESTIONS = [
+    "安全生产法第二十一条讲什么",
+    "厂里出了事故多久要报到县里",
+    "九小场所是哪九小",
+    "楼道里给电动车充电归谁管",
+    "企业主要负责人不履行安全生产管理职责会受到什么处罚",
+]
+
+
+def cold_ingest(use_cache: bool) -> tuple[float, int]:
+    from bot.app import build_knowledge, library_paths
+    from bot.config import Config
+
+    config = Config()
+    with tempfile.TemporaryDirectory(prefix="safeduty-ingest-") as tmp:
+        t0 = time.perf_counter()
+        kb = build_knowledge(config, Path(tmp))
+        if not use_cache:
+            kb.index.vector_cache = None
+        kb.ingest_paths(library_paths(config))
+        return time.perf_counter() - t0, len(kb.index.chunks)
+
+
+def chat_peak_rss_mb(data_dir: Path) -> tuple[float, float]:
+    script = "\n".join(QUESTIONS) + "\n"
+    t0 = time.perf_counter()
+    subprocess.run(
+        [sys.executable, "-m", "bot.cli", "chat", "--data-dir", str(data_dir)],
+        input=script, capture_output=True, text=True, check=True, cwd=ROOT,
+    )
+    elapsed = time.perf_counter() - t0
+    peak_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss  # Linux: kilobytes
+    return peak_kb / 1024, elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--skip-uncached", action="store_true", help="skip the slow uncached ingest")
+    args = parser.parse_args()
+    cached_s, chunks = cold_ingest(use_cache=True)
+    print(f"cold_ingest_cached_s={cached_s:.1f}  ({chunks} chunks, vectors from knowledge/vectors/)")
+    if not args.skip_uncached:
+        uncached_s, _ = cold_ingest(use_cache=False)
+        print(f"cold_ingest_uncached_s={uncached_s:.1f}  (e5-small embeds every chunk)")
+        print(f"ratio uncached/cached = {uncached_s / cached_s:.1f}x")
+    with tempfile.TemporaryDirectory(prefix="safeduty-chat-") as tmp:
+        rss_first, first_s = chat_peak_rss_mb(Path(tmp))  # first start: ingests, then answers
+        print(f"chat_first_start_s={first_s:.1f}  peak_rss_mb={rss_first:.0f}")
+        _, again_s = chat_peak_rss_mb(Path(tmp))
+        print(f"chat_restart_s={again_s:.1f}  ({len(QUESTIONS)} questions answered)")
+
+
+if __name__ == "__main__":
+    main()
