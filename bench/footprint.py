@@ -10,7 +10,7 @@ scripted conversation (read from the kernel after it exits).
 from __future__ import annotations
 
 import argparse
-import resource
+import os
 import subprocess
 import sys
 import tempfile
@@ -46,13 +46,17 @@ def cold_ingest(use_cache: bool) -> tuple[float, int]:
 def chat_peak_rss_mb(data_dir: Path) -> tuple[float, float]:
     script = "\n".join(QUESTIONS) + "\n"
     t0 = time.perf_counter()
-    subprocess.run(
+    proc = subprocess.Popen(
         [sys.executable, "-m", "bot.cli", "chat", "--data-dir", str(data_dir)],
-        input=script, capture_output=True, text=True, check=True, cwd=ROOT,
+        stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, text=True, cwd=ROOT,
     )
-    elapsed = time.perf_counter() - t0
-    peak_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss  # Linux: kilobytes
-    return peak_kb / 1024, elapsed
+    proc.stdin.write(script)
+    proc.stdin.close()
+    _, status, usage = os.wait4(proc.pid, 0)  # this child's own rusage, not all children's
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode:
+        raise SystemExit(f"safeduty chat exited with {proc.returncode}")
+    return usage.ru_maxrss / 1024, time.perf_counter() - t0  # Linux reports kilobytes
 
 
 def main() -> None:
