@@ -3,10 +3,16 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from sqlalchemy import Engine
+from sqlalchemy.orm import sessionmaker
+
+from bot.clock import Clock, system_clock
 from bot.config import Config, resolve_data_dir
+from bot.storage.db import check_migrated, current_revision, database_url, make_engine, session_factory, upgrade
 from knowledge.answer import AnswerStyle
 from knowledge.base import BUNDLED_LIBRARY, BUNDLED_VECTORS, KnowledgeBase
 from knowledge.embeddings import EmbeddingSpec, create_embedder
@@ -25,7 +31,32 @@ class Services:
     config: Config
     data_dir: Path
     kb: KnowledgeBase
+    db: sessionmaker | None = None  # the ledger database (None only in knowledge-only tests)
+    clock: Clock = field(default_factory=system_clock)
     extras: dict = field(default_factory=dict)
+
+
+def configured_database_url(config: Config) -> str:
+    """database.url, or the URL held in the environment variable named by database.url_env."""
+    if config.database.url:
+        return config.database.url
+    return os.environ.get(config.database.url_env, "") if config.database.url_env else ""
+
+
+def open_database(config: Config, data_dir: Path, auto_init: bool = True) -> Engine:
+    """The ledger database, checked to be at the latest migration.
+
+    A brand-new embedded SQLite file is initialised on first start (so the first run needs no extra
+    step); any other database that is behind — or a server database never migrated — is refused
+    with a message pointing at `safeduty db upgrade`.
+    """
+    configured = configured_database_url(config)
+    engine = make_engine(database_url(configured, data_dir))
+    if auto_init and not configured and current_revision(engine) is None:
+        log.info("initialising the embedded ledger database at %s", engine.url)
+        upgrade(engine)
+    check_migrated(engine)
+    return engine
 
 
 def library_paths(config: Config) -> list[Path]:
@@ -91,10 +122,13 @@ def ensure_library(config: Config, kb: KnowledgeBase, data_dir: Path) -> None:
 def build_services(config: Config, data_dir_override: str | None = None, ingest: bool = True) -> Services:
     data_dir = resolve_data_dir(config, data_dir_override)
     data_dir.mkdir(parents=True, exist_ok=True)
+    engine = open_database(config, data_dir)
     kb = build_knowledge(config, data_dir)
     if ingest:
         ensure_library(config, kb, data_dir)
-    return Services(config=config, data_dir=data_dir, kb=kb)
+    return Services(
+        config=config, data_dir=data_dir, kb=kb, db=session_factory(engine), clock=system_clock(config.bot.timezone)
+    )
 
 
 def setup_logging(config: Config, data_dir: Path) -> None:

@@ -31,6 +31,7 @@ def common_options(func):
     @click.option("--config", "config_path", default=None, type=click.Path(), help="配置文件（默认随附的 config.yaml）")
     @functools.wraps(func)
     def wrapper(*args, data_dir=None, config_path=None, **kwargs):
+        from bot.storage.db import DatabaseNotMigrated
         from knowledge.embeddings import EmbeddingError
         from knowledge.index import KnowledgeIndexError
 
@@ -39,7 +40,7 @@ def common_options(func):
             ctx = click.get_current_context()
             data_dir = data_dir or ctx.find_root().params.get("data_dir")
             return func(*args, config=config, data_dir=data_dir, **kwargs)
-        except (ConfigError, KnowledgeIndexError, EmbeddingError) as exc:
+        except (ConfigError, KnowledgeIndexError, EmbeddingError, DatabaseNotMigrated) as exc:
             raise UserError(str(exc)) from exc
 
     return wrapper
@@ -217,6 +218,28 @@ def kb_search(question, questions_file, k, jsonl, config, data_dir):
             for i, r in enumerate(results, start=1):
                 label = f"《{r['source']}》{r['article'] or ''}"
                 click.echo(f"{i}. {label}  {r['score']:.4f}\n   {r['text'][:120]}")
+
+
+@main.group()
+def db():
+    """隐患台账数据库：迁移。"""
+
+
+@db.command("upgrade")
+@common_options
+def db_upgrade(config, data_dir):
+    """把数据库迁移到最新版本（SQLite 或 database.url 指定的 PostgreSQL）。"""
+    from bot.app import configured_database_url, open_database
+    from bot.storage.db import current_revision, database_url, make_engine, upgrade
+
+    resolved = resolve_data_dir(config, data_dir)
+    resolved.mkdir(parents=True, exist_ok=True)
+    engine = make_engine(database_url(configured_database_url(config), resolved))
+    before = current_revision(engine)
+    upgrade(engine)
+    open_database(config, resolved, auto_init=False)
+    after = current_revision(engine)
+    click.echo("数据库已是最新版本。" if before == after else f"数据库已迁移：{before or '空库'} → {after}")
 
 
 @kb.command("export-vectors", hidden=True)

@@ -77,9 +77,33 @@ class BotSettings(_Section):
     admin_contact: str = "区安委办"  # whom to ask when the knowledge base has no answer
 
 
+class DatabaseSettings(_Section):
+    url: str = ""  # empty: SQLite (WAL) in the data directory; e.g. postgresql+psycopg://user@host/db
+    url_env: str = ""  # or the name of an environment variable holding the URL (with its password)
+
+
+class LedgerSettings(_Section):
+    deadline_days: dict[str, int] = Field(default_factory=lambda: {"一般": 7, "重大": 30})
+    max_reports_per_day: int = Field(10, ge=1)
+    draft_expiry_minutes: int = Field(30, ge=1)
+    max_description_chars: int = Field(2000, ge=50)
+    # who may see a reporter's identity and contact (default: 安委办 admins only)
+    identity_visible_to: list[Literal["citizen", "grid", "cadre", "leader", "admin"]] = Field(
+        default_factory=lambda: ["admin"]
+    )
+    max_photo_bytes: int = Field(10 * 1024 * 1024, ge=1024)
+    max_photos: int = Field(9, ge=1)
+    query_attempts_per_hour: int = Field(10, ge=1)
+    triage_unit: str = "区安委办"  # where unmatched reports go
+    # 属地 by place name: {"幸福社区": {"unit": "幸福社区", "grid": "张网格"}} (unit and grid person by name)
+    places: dict[str, dict[str, str]] = Field(default_factory=dict)
+
+
 class Config(_Section):
     bot: BotSettings = Field(default_factory=BotSettings)
     knowledge: KnowledgeSettings = Field(default_factory=KnowledgeSettings)
+    database: DatabaseSettings = Field(default_factory=DatabaseSettings)
+    ledger: LedgerSettings = Field(default_factory=LedgerSettings)
 
 
 class ConfigError(Exception):

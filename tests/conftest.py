@@ -57,3 +57,33 @@ def lexical_config_file(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("cfg") / "config.yaml"
     path.write_text("knowledge:\n  embedding:\n    provider: none\n", encoding="utf-8")
     return path
+
+
+# ---------------------------------------------------------------- ledger fixtures
+
+from datetime import datetime  # noqa: E402
+
+from bot.clock import FakeClock  # noqa: E402
+from bot.storage.db import make_engine, session_factory, upgrade  # noqa: E402
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    """An injected clock: 2026-11-22 09:00 local time, moved by tests with clock.advance(...)."""
+    return FakeClock(datetime(2026, 11, 22, 9, 0, 0))
+
+
+@pytest.fixture
+def db_engine(tmp_path):
+    """A migrated SQLite ledger database (the real migrations, a real file in WAL mode)."""
+    engine = make_engine(f"sqlite:///{tmp_path / 'ledger.db'}")
+    upgrade(engine)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def ledger_services(db_engine, bundled_kb, kb_dir, clock):
+    """Services with a fresh migrated ledger, the shared knowledge base and the fake clock."""
+    return Services(config=lexical_config(), data_dir=db_engine.url.database and Path(db_engine.url.database).parent,
+                    kb=bundled_kb, db=session_factory(db_engine), clock=clock)
