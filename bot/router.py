@@ -11,7 +11,7 @@ import unicodedata
 from collections.abc import Callable
 
 from bot.types import Incoming, Reply
-from handlers import ask, help as help_handler
+from handlers import admin, ask, help as help_handler, ledger, query, report
 
 log = logging.getLogger(__name__)
 
@@ -22,6 +22,11 @@ COMMANDS: dict[str, Handler] = {
     "help": help_handler.handle,
     "ask": ask.handle,
     "article": ask.article,
+    # each feature module owns its commands
+    **report.COMMANDS,
+    **ledger.COMMANDS,
+    **query.COMMANDS,
+    **admin.COMMANDS,
 }
 # Chinese spellings people type instead of slash commands
 ALIASES = {"帮助": "help", "全文": "article", "查条文": "article"}
@@ -57,6 +62,10 @@ def route(incoming: Incoming, services) -> list[Reply]:
     if _looks_binary(text):
         log.info("binary-looking message from %s/%s", incoming.channel, incoming.user)
         return [Reply("这条消息无法识别（像是二进制或乱码内容），请发送文字。")]
+    if services.db is not None:
+        replies = report.intercept(incoming, services)  # an open report conversation, or one starting
+        if replies is not None:
+            return replies
     if not text:
         if incoming.attachments:
             return [Reply("已收到附件。目前我只能回答文字提问；随手拍举报功能即将开放。")]

@@ -1,0 +1,4 @@
+"""(Being built: issue 3.)"""
+from __future__ import annotations
+
+COMMANDS: dict = {}
