@@ -121,7 +121,7 @@ def extractive_answer(retrieval: Retrieval, style: AnswerStyle) -> Answer:
         return refusal(retrieval.query.text, style, retrieval.foreign)
     top = retrieval.hits[0]
     terms = retrieval.query.tokens + retrieval.query.expansion
-    quote = best_sentences(top.chunk.text, terms)
+    quote = _with_lead_in(top.chunk.text, best_sentences(top.chunk.text, terms))
     parts = []
     note = _glossary_note(retrieval.query.text)
     if note:
@@ -142,11 +142,34 @@ def extractive_answer(retrieval: Retrieval, style: AnswerStyle) -> Answer:
     return Answer(answered=True, text=text, citations=tuple(citations), mode="extractive")
 
 
+_ITEM_RE = re.compile(r"^[（(][一二三四五六七八九十]+[）)]")
+
+
+def _with_lead_in(text: str, quote: str) -> str:
+    """A quote that starts at an item (（三）…) gets its list's lead-in (…下列行为：) in front."""
+    if not _ITEM_RE.match(quote):
+        return quote
+    first = _SENTENCE_RE.match(quote)  # the quote's sentences may span line breaks: find its first
+    before = text[: max(text.find(first.group(0) if first else quote), 0)]
+    leads = [line for line in before.split("\n") if line.rstrip().endswith(("：", ":"))]
+    if not leads:
+        return quote
+    lead = leads[-1].strip()
+    lead = lead if len(lead) <= 80 else "……" + lead[-78:]
+    return f"{lead}……{quote}"
+
+
+# Further sources must be nearly as relevant as the best passage, or they are noise.
+FURTHER_MIN_RELATIVE_SCORE = 0.6
+
+
 def _further(hits: list[Hit], top: Hit, n: int) -> list[Hit]:
-    """Further sources: distinct places, not other parts of the same article or paragraph."""
+    """Further sources: distinct places, close in score to the best, not parts of the same article."""
     seen = {(top.chunk.doc_title, top.chunk.article or top.chunk.ordinal)}
     out = []
     for hit in hits:
+        if not top.exact and hit.score < FURTHER_MIN_RELATIVE_SCORE * top.score:
+            break
         key = (hit.chunk.doc_title, hit.chunk.article or hit.chunk.ordinal)
         if key in seen:
             continue

@@ -110,3 +110,10 @@ def test_rank_fusion_is_available(bundled_kb):
 
     hits = retrieve(bundled_kb.index, "生产经营单位的主要负责人的安全生产职责", 5, settings).hits
     assert hits and all(h.score > 0 for h in hits)
+
+
+def test_item_quote_carries_its_lead_in():
+    from knowledge.answer import _with_lead_in
+
+    text = "第十八条 燃气经营者不得有下列行为：\n（一）拒绝向市政燃气管网覆盖范围内符合用气条件的单位或者个人供气；\n（二）倒卖、抵押、出租燃气经营许可证；"
+    assert _with_lead_in(text, "（二）倒卖、抵押、出租燃气经营许可证；").startswith("第十八条 燃气经营者不得有下列行为：……（二）")
