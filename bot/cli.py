@@ -259,3 +259,5 @@ def kb_export_vectors(config, data_dir):
 
 if __name__ == "__main__":
     main()
+from bot import cli_hazards  # noqa: F401
+from bot import cli_people  # noqa: F401

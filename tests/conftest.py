@@ -87,3 +87,68 @@ def ledger_services(db_engine, bundled_kb, kb_dir, clock):
     """Services with a fresh migrated ledger, the shared knowledge base and the fake clock."""
     return Services(config=lexical_config(), data_dir=db_engine.url.database and Path(db_engine.url.database).parent,
                     kb=bundled_kb, db=session_factory(db_engine), clock=clock)
+
+
+# ---------------------------------------------------------------- PostgreSQL (when reachable)
+
+import uuid  # noqa: E402
+
+from sqlalchemy import create_engine, text  # noqa: E402
+from sqlalchemy.engine import make_url  # noqa: E402
+
+PG_URL = os.environ.get("SAFEDUTY_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1/test")
+PG_TEST_DATABASE = "safeduty_test"
+
+
+@pytest.fixture(scope="session")
+def pg_url() -> str | None:
+    """A dedicated test database (created on first use) on the PostgreSQL at PG_URL; None when no
+    server answers there. Each test then works in a fresh schema of its own."""
+    try:
+        import psycopg  # noqa: F401
+
+        server = create_engine(PG_URL, isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 2})
+        with server.connect() as conn:
+            exists = conn.execute(text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": PG_TEST_DATABASE}).first()
+            if not exists:
+                try:
+                    conn.execute(text(f'CREATE DATABASE "{PG_TEST_DATABASE}"'))
+                except Exception:  # created meanwhile by a parallel run
+                    pass
+        server.dispose()
+    except Exception:
+        return None
+    return make_url(PG_URL).set(database=PG_TEST_DATABASE).render_as_string(hide_password=False)
+
+
+@pytest.fixture
+def pg_engine(pg_url):
+    """A migrated PostgreSQL ledger in a throw-away schema (search_path), dropped afterwards."""
+    if pg_url is None:
+        pytest.skip(f"PostgreSQL not reachable at {make_url(PG_URL).render_as_string(hide_password=True)}")
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(pg_url)
+    with admin.begin() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    engine = create_engine(pg_url, connect_args={"options": f"-csearch_path={schema}"})
+    try:
+        upgrade(engine)
+        yield engine
+    finally:
+        engine.dispose()
+        with admin.begin() as conn:
+            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def any_db_engine(request):
+    """The migrated ledger on SQLite, and again on PostgreSQL when a server is reachable."""
+    return request.getfixturevalue("db_engine" if request.param == "sqlite" else "pg_engine")
+
+
+@pytest.fixture
+def any_ledger_services(any_db_engine, bundled_kb, kb_dir, clock, tmp_path):
+    """ledger_services over any_db_engine (SQLite and PostgreSQL)."""
+    return Services(config=lexical_config(), data_dir=tmp_path, kb=bundled_kb,
+                    db=session_factory(any_db_engine), clock=clock)

@@ -84,6 +84,7 @@ class Hazard(Base):
         Index("ix_hazards_dept_state", "department_id", "state"),
         Index("ix_hazards_terr_state", "territorial_id", "state"),
         Index("ix_hazards_resp_state", "responsible_person_id", "state"),
+        Index("ix_hazards_grid_state", "grid_person_id", "state"),  # migration 0003
         Index("ix_hazards_state_deadline", "state", "deadline"),
         Index("ix_hazards_reporter", "reporter_channel", "reporter_user", "reported_at"),
     )
