@@ -257,7 +257,12 @@ def kb_export_vectors(config, data_dir):
     click.echo(f"已写入 {count} 个向量：{path}")
 
 
+# Command groups that live in their own modules register themselves on `main` when imported.
+from bot import cli_hazards, cli_people  # noqa: E402,F401
+
 if __name__ == "__main__":
-    main()
-from bot import cli_hazards  # noqa: F401
-from bot import cli_people  # noqa: F401
+    # Under `python -m bot.cli` this file is __main__; the groups registered themselves on the
+    # imported bot.cli module, so run that one.
+    from bot.cli import main as registered_main
+
+    registered_main()

@@ -11,14 +11,10 @@ import unicodedata
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 
+from bot.ledger.routing import CATEGORIES
 from bot.storage.workflow import OPEN_STATES, STATES
 
-# The hazard categories of the district's routing table (issue 3); an imported row must use one.
-CATEGORIES: tuple[str, ...] = (
-    "消防", "燃气", "危险化学品", "道路交通", "建筑施工", "特种设备", "烟花爆竹", "学校/幼儿园", "养老机构", "医院",
-    "电动自行车", "九小场所", "三合一/多合一", "出租房/群租房", "森林防火", "非煤矿山", "工贸企业", "有限空间",
-    "粉尘涉爆", "其他",
-)
+# An imported row must use one of the routing table's categories: `CATEGORIES`, owned by routing.
 SEVERITIES: tuple[str, ...] = ("一般", "重大")
 IMPORT_SOURCE = "导入"
 
