@@ -194,7 +194,7 @@ def notification_text(hazard: Hazard, photos: int, routing: Routing, duplicates:
 def _history_note(reporter: str, routing: Routing, duplicates: list[str], channel: str) -> str:
     parts = [f"{reporter}通过{channel}提交"]
     if routing.triage:
-        parts.append("未匹配到属地或行业部门，进入安委办分派")
+        parts.append("属地或行业部门未能全部自动匹配，进入安委办分派")
     if duplicates:
         parts.append("疑似重复（举报人提交前已看到）：" + "、".join(duplicates))
     return "；".join(parts)
