@@ -99,11 +99,77 @@ class LedgerSettings(_Section):
     places: dict[str, dict[str, str]] = Field(default_factory=dict)
 
 
+class HolidayOverride(_Section):
+    """A year chinese-calendar does not know yet: its holidays and 调休 workdays, from the State
+    Council notice, entered by an admin."""
+
+    name: str
+    days: list[str]  # ISO dates off work, e.g. ["2027-10-01", ..., "2027-10-07"]
+    workdays: list[str] = Field(default_factory=list)  # 调休 make-up workdays
+
+
+class SpecialPeriod(_Section):
+    name: str  # 两会, 重大活动, 汛期, 森林防火期
+    start: str  # ISO date
+    end: str
+
+
+class PushTarget(_Section):
+    """A group chat that receives group pushes (安委办工作群, a township's group ...)."""
+
+    name: str
+    channel: str  # console | telegram | wechat_mp | wecom | wecom_robot
+    chat: str  # chat id on that channel
+
+
+class ChannelLimits(_Section):
+    per_second: float = Field(30, gt=0)  # overall
+    per_chat_per_minute: float = Field(20, gt=0)
+
+
+class SchedulesSettings(_Section):
+    enabled: bool = True
+    grace_hours: float = Field(6, ge=0)  # a push due while down is still sent within this
+    holiday_lead_days: int = Field(3, ge=0)  # 节前安全提醒 this many days before a holiday
+    duty_eve_time: str = "18:00"  # personal reminder the evening before a duty day
+    duty_morning_time: str = "08:00"  # 今日值班 to the groups on holiday / special-period mornings
+    checkin_deadline: str = "09:00"  # 到岗 expected by this time on the duty day
+    escalate_to_leader_after_minutes: int = Field(30, ge=0)
+    escalate_to_office_after_minutes: int = Field(60, ge=0)
+    nudge_days_before: list[int] = Field(default_factory=lambda: [3, 1, 0])  # T-3, T-1, on the day
+    nudge_time: str = "09:00"
+    overdue_escalate_after_days: int = Field(3, ge=1)  # then the unit leader is told (挂牌督办)
+    weekly_digest_cron: str = "0 17 * * fri"  # minute hour day month day_of_week
+    monthly_digest_cron: str = "0 9 1 * *"
+    office_groups: list[str] = Field(default_factory=list)  # PushTarget names for 安委办 pushes
+    duty_groups: list[str] = Field(default_factory=list)  # PushTarget names for duty pushes
+    targets: list[PushTarget] = Field(default_factory=list)
+    holidays: list[HolidayOverride] = Field(default_factory=list)
+    special_periods: list[SpecialPeriod] = Field(default_factory=list)
+
+
+class OutboxSettings(_Section):
+    max_attempts: int = Field(6, ge=1)  # then the row is dead-lettered
+    backoff_seconds: float = Field(5, gt=0)  # doubled after each failure
+    max_backoff_seconds: float = Field(600, gt=0)
+    limits: dict[str, ChannelLimits] = Field(
+        default_factory=lambda: {
+            "telegram": ChannelLimits(per_second=30, per_chat_per_minute=20),
+            "wecom": ChannelLimits(per_second=10, per_chat_per_minute=30),
+            "wecom_robot": ChannelLimits(per_second=1, per_chat_per_minute=20),
+            "wechat_mp": ChannelLimits(per_second=10, per_chat_per_minute=20),
+            "console": ChannelLimits(per_second=100, per_chat_per_minute=600),
+        }
+    )
+
+
 class Config(_Section):
     bot: BotSettings = Field(default_factory=BotSettings)
     knowledge: KnowledgeSettings = Field(default_factory=KnowledgeSettings)
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
     ledger: LedgerSettings = Field(default_factory=LedgerSettings)
+    schedules: SchedulesSettings = Field(default_factory=SchedulesSettings)
+    outbox: OutboxSettings = Field(default_factory=OutboxSettings)
 
 
 class ConfigError(Exception):

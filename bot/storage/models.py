@@ -211,3 +211,41 @@ class RateEvent(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     key: Mapped[str] = mapped_column(String(150))
     at: Mapped[datetime] = mapped_column(DateTime)
+
+
+class DutyShift(Base):
+    """One person on duty for one shift (值班表 row): 带班领导 (leader) or 值班员 (staff)."""
+
+    __tablename__ = "duty_shifts"
+    __table_args__ = (
+        UniqueConstraint("day", "person_id", "starts_at"),
+        Index("ix_duty_shifts_starts", "starts_at"),
+    )
+    id: Mapped[int] = mapped_column(primary_key=True)
+    day: Mapped[date] = mapped_column(Date, index=True)  # the duty day the shift belongs to
+    starts_at: Mapped[datetime] = mapped_column(DateTime)
+    ends_at: Mapped[datetime] = mapped_column(DateTime)
+    role: Mapped[str] = mapped_column(String(10))  # leader | staff
+    person_id: Mapped[int] = mapped_column(ForeignKey("people.id"), index=True)
+    phone: Mapped[str] = mapped_column(String(30), default="")
+    unit_id: Mapped[int | None] = mapped_column(ForeignKey("units.id"))
+    source: Mapped[str] = mapped_column(String(200), default="")  # roster file it came from
+    checked_in_at: Mapped[datetime | None] = mapped_column(DateTime)  # 到岗 confirmation
+
+
+class SupervisionItem(Base):
+    """督办事项: a task with an owner and a deadline, nudged like a hazard's 整改时限."""
+
+    __tablename__ = "supervision_items"
+    __table_args__ = (Index("ix_supervision_state_deadline", "state", "deadline"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    code: Mapped[str] = mapped_column(String(30), unique=True)  # DB-20261122-0001
+    task: Mapped[str] = mapped_column(Text)
+    owner_id: Mapped[int] = mapped_column(ForeignKey("people.id"), index=True)
+    unit_id: Mapped[int | None] = mapped_column(ForeignKey("units.id"))
+    deadline: Mapped[date] = mapped_column(Date)
+    state: Mapped[str] = mapped_column(String(10), default="open")  # open | done
+    created_by: Mapped[int | None] = mapped_column(ForeignKey("people.id"))
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+    done_at: Mapped[datetime | None] = mapped_column(DateTime)
+    note: Mapped[str] = mapped_column(Text, default="")
