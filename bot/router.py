@@ -11,7 +11,7 @@ import unicodedata
 from collections.abc import Callable
 
 from bot.types import Incoming, Reply
-from handlers import admin, ask, help as help_handler, ledger, query, report
+from handlers import admin, ask, duty, help as help_handler, ledger, query, report
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +27,7 @@ COMMANDS: dict[str, Handler] = {
     **ledger.COMMANDS,
     **query.COMMANDS,
     **admin.COMMANDS,
+    **duty.COMMANDS,
 }
 # Chinese spellings people type instead of slash commands
 ALIASES = {"帮助": "help", "全文": "article", "查条文": "article"}
@@ -64,6 +65,9 @@ def route(incoming: Incoming, services) -> list[Reply]:
         return [Reply("这条消息无法识别（像是二进制或乱码内容），请发送文字。")]
     if services.db is not None:
         replies = report.intercept(incoming, services)  # an open report conversation, or one starting
+        if replies is not None:
+            return replies
+        replies = duty.intercept(incoming, services)  # 今天谁值班 / 国庆谁带班 / 到岗
         if replies is not None:
             return replies
     if not text:
