@@ -149,3 +149,68 @@ def setup_logging(config: Config, data_dir: Path) -> None:
     root.setLevel(logging.INFO)
     for noisy in ("chromadb", "httpx", "httpcore", "urllib3"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+async def run_chat_session(services: Services, channel, recipients: set[str]) -> None:
+    """A local chat session (the console): the channel, the scheduler that turns rosters, hazards
+    and config into pushes, and a sender that delivers this session's own pushes — one process.
+
+    Other people's pushes stay in the outbox for their own sessions (or the platform senders of
+    `safeduty serve`); a crash loses nothing, the outbox and the job store are in the database.
+    """
+    import asyncio
+    import time as _time
+
+    from bot.delivery import ReplyChannelAdapter, Sender
+    from bot.router import safe_route
+    from bot.types import Reply
+
+    scheduler = None
+    resync = None
+    if services.config.schedules.enabled and services.db is not None:
+        from schedules.calendar import HolidayCalendar
+        from schedules.scheduler import Runtime, build_scheduler, resync, start_scheduler
+
+        runtime = Runtime(db=services.db, config=services.config,
+                          calendar=HolidayCalendar(services.config.schedules), clock=services.clock)
+        scheduler = build_scheduler(services.db.kw["bind"], services.config)
+        try:
+            start_scheduler(scheduler, runtime)
+        except Exception:  # pushes must never stop the chat from answering
+            log.exception("scheduler failed to start; chatting without scheduled pushes")
+            scheduler = None
+
+    class _PushPrinter:
+        """Pushes look different from replies in the terminal."""
+
+        name = channel.name
+
+        async def send(self, chat: str, reply: Reply) -> None:
+            await channel.send(chat, Reply("【推送】" + reply.text))
+
+    sender = Sender(services.db, {channel.name: ReplyChannelAdapter(_PushPrinter())}, services.config.outbox,
+                    services.clock, recipients={channel.name: recipients}) if services.db is not None else None
+    last_sync = [0.0]
+
+    async def dispatch(incoming):
+        replies = await asyncio.to_thread(safe_route, incoming, services)
+        # a command may have changed hazards, rosters or items: re-derive the jobs (at most every 5 s)
+        if scheduler is not None and incoming.text.strip().startswith(("/", "确认", "到岗")) \
+                and _time.monotonic() - last_sync[0] > 5:
+            last_sync[0] = _time.monotonic()
+            try:
+                await asyncio.to_thread(resync)
+            except Exception:
+                log.exception("re-deriving scheduled pushes failed")
+        return replies
+
+    stop = asyncio.Event()
+    task = asyncio.create_task(sender.run_forever(stop=stop)) if sender else None
+    try:
+        await channel.run(dispatch)
+    finally:
+        stop.set()
+        if task:
+            await task
+        if scheduler is not None:
+            scheduler.shutdown(wait=False)

@@ -65,16 +65,12 @@ def main(data_dir):
 @common_options
 def chat(user, chat, config, data_dir):
     """在终端里聊天；标准输入不是终端时逐行读取消息并打印答复。"""
+    from bot.app import run_chat_session
     from bot.channels.console import ConsoleChannel
-    from bot.router import safe_route
 
     services = _services(config, data_dir)
-
-    async def dispatch(incoming):
-        return await asyncio.to_thread(safe_route, incoming, services)
-
     try:
-        asyncio.run(ConsoleChannel(user=user, chat=chat).run(dispatch))
+        asyncio.run(run_chat_session(services, ConsoleChannel(user=user, chat=chat), {user, chat}))
     except KeyboardInterrupt:
         click.echo("\n再见。")
 
@@ -258,7 +254,7 @@ def kb_export_vectors(config, data_dir):
 
 
 # Command groups that live in their own modules register themselves on `main` when imported.
-from bot import cli_duty, cli_hazards, cli_outbox, cli_people, cli_schedule  # noqa: E402,F401
+from bot import cli_duty, cli_hazards, cli_outbox, cli_people, cli_schedule, cli_supervision  # noqa: E402,F401
 
 if __name__ == "__main__":
     # Under `python -m bot.cli` this file is __main__; the groups registered themselves on the

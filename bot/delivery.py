@@ -48,7 +48,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import and_, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot.config import OutboxSettings
@@ -138,9 +138,12 @@ class Sender:
 
     def __init__(self, session_factory: sessionmaker[Session], channels: dict[str, PushChannel],
                  settings: OutboxSettings, clock: Callable[[], datetime], *, name: str | None = None,
-                 lease_seconds: float = 120.0) -> None:
+                 lease_seconds: float = 120.0, recipients: dict[str, set[str]] | None = None) -> None:
         self.sessions = session_factory
         self.channels = channels
+        # Optional: only these chats per channel (a local console session delivers its own pushes
+        # and leaves everyone else's in the outbox for their own session).
+        self.recipients = recipients
         self.settings = settings
         self.clock = clock
         self.name = name or f"{os.getpid()}-{uuid.uuid4().hex[:6]}"
@@ -237,11 +240,14 @@ class Sender:
     def _claim(self, now: datetime, limit: int, result: DrainResult) -> list[_Job]:
         """Book rate-limit slots and claim due rows; only rows whose conditional update hit are ours."""
         served = list(self.channels)
+        scope = (Outbox.channel.in_(served) if self.recipients is None else
+                 or_(*(and_(Outbox.channel == ch, Outbox.recipient.in_(sorted(chats)))
+                       for ch, chats in self.recipients.items())))
         with self.sessions() as session:
             rows = session.execute(
                 select(Outbox.id, Outbox.idempotency_key, Outbox.channel, Outbox.recipient, Outbox.text,
                        Outbox.attempts, Outbox.status, Outbox.not_before)
-                .where(Outbox.channel.in_(served), Outbox.recipient != "", Outbox.not_before <= now,
+                .where(scope, Outbox.recipient != "", Outbox.not_before <= now,
                        or_(Outbox.status == PENDING, Outbox.status == SENDING))  # SENDING: lease expired
                 .order_by(Outbox.not_before, Outbox.id).limit(limit * 4)).all()
         booked = []

@@ -11,7 +11,7 @@ import unicodedata
 from collections.abc import Callable
 
 from bot.types import Incoming, Reply
-from handlers import admin, ask, duty, help as help_handler, ledger, query, report
+from handlers import admin, ask, duty, help as help_handler, ledger, query, report, supervision
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +28,7 @@ COMMANDS: dict[str, Handler] = {
     **query.COMMANDS,
     **admin.COMMANDS,
     **duty.COMMANDS,
+    **supervision.COMMANDS,
 }
 # Chinese spellings people type instead of slash commands
 ALIASES = {"帮助": "help", "全文": "article", "查条文": "article"}
