@@ -21,3 +21,14 @@ class Channel(Protocol):
 
     async def send(self, chat: str, reply: Reply) -> None:
         """Deliver a push (not a reply) to a chat."""
+
+
+class WebhookChannel(Channel, Protocol):
+    """A channel the platform calls: it contributes routes to the one ASGI server of `safeduty serve`
+    (Starlette), and `run` only does background work (token refresh, polling when no URL is public)."""
+
+    def routes(self) -> list:  # list[starlette.routing.Route]
+        ...
+
+    async def push(self, chat: str, text: str, *, key: str) -> None:
+        """Deliver an outbox row (bot.delivery's PushChannel); `key` is the idempotency key."""
