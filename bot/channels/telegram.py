@@ -1,0 +1,459 @@
+"""Telegram channel (python-telegram-bot 22): long polling by default, or a webhook route with
+`secret_token` verification when a public URL is configured.
+
+The adapter only converts: Telegram updates -> `Incoming`, `Reply` -> Bot API calls. It holds no
+feature logic.
+
+* Private chats: everything is passed on. Groups: every message is passed on, but only commands
+  for this bot, @mentions of it and replies to its messages carry ``mentioned=True`` (the router
+  ignores the rest); commands addressed to *another* bot (``/help@OtherBot``) are dropped.
+* Photos (largest size), documents and locations become `Attachment`s; files are downloaded to
+  `media_dir` with getFile.
+* `Reply.choices` become an inline keyboard; pressing a button comes back as an `Incoming` whose
+  text is the choice. callback_data is limited to 64 bytes, so longer choices travel as a short
+  token that maps back to the text.
+* Texts longer than 4,096 characters are split at line boundaries.
+* `push` maps Bot API errors onto bot.delivery_limits errors (429 -> RateLimited, network/5xx ->
+  TransientError, other 4xx -> PermanentError).
+* Updates are processed concurrently across chats but in order within a chat.
+"""
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import json
+import logging
+import re
+import warnings
+from collections import OrderedDict, defaultdict
+from collections.abc import Awaitable
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Message, Update
+from telegram.error import (BadRequest, ChatMigrated, Conflict, Forbidden, InvalidToken, NetworkError,
+                            RetryAfter, TelegramError, TimedOut)
+from telegram.ext import (Application, BaseUpdateProcessor, CallbackQueryHandler, ContextTypes, MessageHandler,
+                          filters)
+
+from bot.channels.base import Dispatch
+from bot.delivery_limits import PermanentError, RateLimited, TransientError
+from bot.types import Attachment, Incoming, Reply
+
+log = logging.getLogger(__name__)
+
+NAME = "telegram"
+MAX_TEXT = 4096  # Bot API limit per message (counted here in UTF-16 code units, the stricter measure)
+MAX_CALLBACK_BYTES = 64
+WEBHOOK_PATH = "/telegram/webhook"
+SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
+DEFAULT_BASE_URL = "https://api.telegram.org/bot"
+DEFAULT_BASE_FILE_URL = "https://api.telegram.org/file/bot"
+MAX_WEBHOOK_BODY = 1_000_000
+REPLY_RETRY_AFTER_CAP = 30.0  # interactive replies wait out a 429 at most this long, then give up
+
+# Channel rendering (not feature logic): what the bot can take, for message types it cannot.
+UNSUPPORTED_NOTE = ("暂不支持这类消息（语音、视频、贴纸等）。可以发送：文字问题或命令（/help 查看用法）、"
+                    "隐患照片、文件（文档）或位置。")
+DOWNLOAD_FAILED_NOTE = "附件下载失败，请稍后重新发送。"
+
+UNSUPPORTED_KINDS = ("voice", "video", "video_note", "sticker", "audio", "animation", "contact", "poll",
+                     "dice", "game", "story", "invoice", "paid_media")
+
+
+def utf16_len(text: str) -> int:
+    return len(text.encode("utf-16-le")) // 2
+
+
+def split_text(text: str, limit: int = MAX_TEXT) -> list[str]:
+    """Split `text` into chunks of at most `limit` UTF-16 units, at line boundaries when possible
+    (a single over-long line is cut hard). Never returns an empty list."""
+    if utf16_len(text) <= limit:
+        return [text]
+    chunks: list[str] = []
+    current = ""
+    for line in text.splitlines(keepends=True):
+        if utf16_len(current) + utf16_len(line) <= limit:
+            current += line
+            continue
+        if current:
+            chunks.append(current)
+            current = ""
+        while utf16_len(line) > limit:  # one line longer than a message: hard cut
+            head, size = [], 0
+            for ch in line:
+                width = utf16_len(ch)
+                if size + width > limit:
+                    break
+                head.append(ch)
+                size += width
+            chunks.append("".join(head))
+            line = line[len(head):]
+        current = line
+    if current:
+        chunks.append(current)
+    # line breaks at a cut are noise on their own
+    return [c.rstrip("\n") or c for c in chunks]
+
+
+def retry_after_seconds(exc: RetryAfter) -> float:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        value = exc.retry_after
+    return value.total_seconds() if isinstance(value, timedelta) else float(value)
+
+
+def map_error(exc: TelegramError) -> Exception:
+    """A Bot API error as a bot.delivery_limits error."""
+    if isinstance(exc, RetryAfter):
+        return RateLimited(retry_after_seconds(exc), f"telegram: {exc}")
+    if isinstance(exc, (Forbidden, BadRequest, InvalidToken, ChatMigrated, Conflict)):
+        return PermanentError(f"telegram: {type(exc).__name__}: {exc}")
+    if isinstance(exc, (NetworkError, TimedOut)):
+        return TransientError(f"telegram: {type(exc).__name__}: {exc}")
+    return TransientError(f"telegram: {type(exc).__name__}: {exc}")
+
+
+class PerChatUpdateProcessor(BaseUpdateProcessor):
+    """Runs updates of different chats concurrently and those of one chat in arrival order
+    (asyncio.Lock and the application's semaphore are FIFO)."""
+
+    def __init__(self, max_concurrent_updates: int = 64) -> None:
+        super().__init__(max_concurrent_updates)
+        self._locks: dict[Any, asyncio.Lock] = {}
+        self._users: defaultdict[Any, int] = defaultdict(int)
+
+    async def do_process_update(self, update: object, coroutine: Awaitable[Any]) -> None:
+        chat = getattr(getattr(update, "effective_chat", None), "id", None)
+        if chat is None:
+            await coroutine
+            return
+        lock = self._locks.setdefault(chat, asyncio.Lock())
+        self._users[chat] += 1
+        try:
+            async with lock:
+                await coroutine
+        finally:
+            self._users[chat] -= 1
+            if not self._users[chat]:
+                del self._users[chat]
+                self._locks.pop(chat, None)
+
+    async def initialize(self) -> None:
+        pass
+
+    async def shutdown(self) -> None:
+        pass
+
+
+class TelegramChannel:
+    name = NAME
+
+    def __init__(self, token: str, base_url: str | None = None, webhook_url: str | None = None,
+                 secret_token: str | None = None, media_dir: str | Path = "data/media/telegram",
+                 bot_username: str | None = None, *, base_file_url: str | None = None,
+                 poll_timeout: float = 30.0, max_concurrent_updates: int = 64) -> None:
+        self.token = token
+        self.base_url = base_url or DEFAULT_BASE_URL
+        if base_file_url is None:
+            base_file_url = (self.base_url[:-len("/bot")] + "/file/bot") if self.base_url.endswith("/bot") \
+                else DEFAULT_BASE_FILE_URL
+        self.base_file_url = base_file_url
+        self.webhook_url = webhook_url
+        self.secret_token = secret_token
+        self.media_dir = Path(media_dir)
+        self.bot_username = bot_username.lstrip("@") if bot_username else None
+        self.poll_timeout = poll_timeout
+        self.application = (Application.builder().token(token).base_url(self.base_url)
+                            .base_file_url(self.base_file_url)
+                            .concurrent_updates(PerChatUpdateProcessor(max_concurrent_updates))
+                            .build())
+        self.application.add_handler(MessageHandler(filters.UpdateType.MESSAGE, self._on_message))
+        self.application.add_handler(CallbackQueryHandler(self._on_callback))
+        self.application.add_error_handler(self._on_error)
+        self._dispatch: Dispatch | None = None
+        self._ready = asyncio.Event()
+        self._choice_tokens: OrderedDict[str, str] = OrderedDict()  # long choice texts by token
+        self._pushed_parts: OrderedDict[str, int] = OrderedDict()  # key -> parts already delivered
+
+    @property
+    def bot(self):
+        return self.application.bot
+
+    # ------------------------------------------------------------------ running
+
+    async def run(self, dispatch: Dispatch) -> None:
+        """Long polling without a webhook URL; with one, register the webhook and process what the
+        route receives. Runs until cancelled."""
+        self._dispatch = dispatch
+        app = self.application
+        await app.initialize()
+        try:
+            await app.start()
+            try:
+                if self.webhook_url:
+                    await self.bot.set_webhook(self.webhook_url, secret_token=self.secret_token,
+                                               allowed_updates=["message", "callback_query"])
+                    log.info("telegram: webhook mode, %s", self.webhook_url)
+                else:
+                    await app.updater.start_polling(timeout=int(self.poll_timeout), poll_interval=0.0,
+                                                    allowed_updates=["message", "callback_query"])
+                    log.info("telegram: long polling as @%s", self._username())
+                self._ready.set()
+                await asyncio.Event().wait()
+            finally:
+                self._ready.clear()
+                if app.updater and app.updater.running:
+                    await app.updater.stop()
+                await app.stop()
+        finally:
+            await app.shutdown()
+
+    def routes(self) -> list:
+        from starlette.routing import Route
+
+        return [Route(WEBHOOK_PATH, self._webhook, methods=["POST"])]
+
+    async def _webhook(self, request):
+        from starlette.responses import JSONResponse, PlainTextResponse
+
+        given = request.headers.get(SECRET_HEADER, "")
+        if self.secret_token and not hmac.compare_digest(given.encode(), self.secret_token.encode()):
+            log.warning("telegram webhook: wrong secret token from %s",
+                        request.client.host if request.client else "?")
+            return PlainTextResponse("forbidden", status_code=403)
+        body = await request.body()
+        if len(body) > MAX_WEBHOOK_BODY:
+            log.warning("telegram webhook: body of %d bytes refused", len(body))
+            return PlainTextResponse("too large", status_code=413)
+        try:
+            data = json.loads(body)
+            if not isinstance(data, dict) or not isinstance(data.get("update_id"), int):
+                raise ValueError("not an update")
+            update = Update.de_json(data, self.bot)
+        except Exception as exc:  # malformed JSON or not an Update
+            log.warning("telegram webhook: malformed update (%s)", exc)
+            return PlainTextResponse("bad request", status_code=400)
+        if not self._ready.is_set():
+            log.warning("telegram webhook: update %s before the channel is running", data["update_id"])
+            return PlainTextResponse("not ready", status_code=503)  # Telegram retries
+        await self.application.update_queue.put(update)
+        return JSONResponse({"ok": True})
+
+    # ------------------------------------------------------------------ inbound
+
+    def _username(self) -> str:
+        if self.bot_username:
+            return self.bot_username
+        try:
+            return self.bot.username or ""
+        except RuntimeError:  # not initialized
+            return ""
+
+    def _bot_id(self) -> int | None:
+        try:
+            return self.bot.id
+        except RuntimeError:
+            return None
+
+    def _addressing(self, message: Message) -> tuple[bool, bool, str]:
+        """(mentioned, for_other_bot, cleaned text) of a group message."""
+        username = self._username().lower()
+        text = message.text or message.caption or ""
+        entities = message.parse_entities() if message.text else message.parse_caption_entities()
+        mentioned, other = False, False
+        for entity, value in entities.items():
+            if entity.type == "bot_command" and entity.offset == 0:
+                target = value.partition("@")[2].lower()
+                if not target or target == username:
+                    mentioned = True
+                else:
+                    other = True
+            elif entity.type == "mention" and username and value.lower() == "@" + username:
+                mentioned = True
+            elif entity.type == "text_mention" and entity.user and entity.user.id == self._bot_id():
+                mentioned = True
+        reply_to = message.reply_to_message
+        if reply_to and reply_to.from_user and reply_to.from_user.id == self._bot_id():
+            mentioned = True
+        return mentioned, other and not mentioned, self._clean(text)
+
+    def _clean(self, text: str) -> str:
+        username = self._username()
+        if not username:
+            return text
+        text = re.sub(r"^(/\w+)@" + re.escape(username) + r"\b", r"\1", text, flags=re.IGNORECASE)
+        text = re.sub(r"@" + re.escape(username) + r"\b", "", text, flags=re.IGNORECASE)
+        return text.strip()
+
+    async def _on_message(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        message = update.message
+        if message is None or message.from_user is None or message.from_user.is_bot:
+            return
+        chat = message.chat
+        is_group = chat.type in ("group", "supergroup")
+        if chat.type == "channel":
+            return
+        if is_group:
+            mentioned, for_other, text = self._addressing(message)
+            if for_other:
+                return
+        else:
+            mentioned, text = True, self._clean(message.text or message.caption or "")
+
+        if any(getattr(message, kind, None) for kind in UNSUPPORTED_KINDS):
+            if mentioned:
+                await self._send_reply(chat.id, Reply(text=UNSUPPORTED_NOTE), reply_to=message.message_id)
+            return
+
+        if is_group and not mentioned:  # the router ignores it: no downloads for unaddressed chatter
+            if text:
+                await self._deliver(Incoming(channel=NAME, chat=str(chat.id), user=str(message.from_user.id),
+                                             text=text, mentioned=False, is_group=True))
+            return
+
+        attachments: list[Attachment] = []
+        try:
+            if message.photo:
+                attachments.append(await self._download_photo(message))
+            if message.document:
+                attachments.append(await self._download_document(message))
+        except TelegramError as exc:
+            log.warning("telegram: download failed in chat %s: %s", chat.id, exc)
+            if mentioned:
+                await self._send_reply(chat.id, Reply(text=DOWNLOAD_FAILED_NOTE), reply_to=message.message_id)
+            return
+        location = message.location or (message.venue.location if message.venue else None)
+        if location:
+            attachments.append(Attachment(kind="location",
+                                          data={"lat": location.latitude, "lon": location.longitude}))
+        if not text and not attachments:
+            return  # service messages (members joined, title changed, ...)
+        incoming = Incoming(channel=NAME, chat=str(chat.id), user=str(message.from_user.id), text=text,
+                            attachments=tuple(attachments), mentioned=mentioned, is_group=is_group)
+        await self._deliver(incoming)
+
+    async def _download_photo(self, message: Message) -> Attachment:
+        photo = max(message.photo, key=lambda p: (p.width * p.height, p.file_size or 0))
+        path = self._media_path(message, photo.file_unique_id, ".jpg")
+        file = await photo.get_file()
+        await file.download_to_drive(path)
+        return Attachment(kind="photo", path=str(path), mime="image/jpeg")
+
+    async def _download_document(self, message: Message) -> Attachment:
+        document = message.document
+        suffix = Path(document.file_name or "").suffix[:10]
+        path = self._media_path(message, document.file_unique_id, suffix)
+        file = await document.get_file()
+        await file.download_to_drive(path)
+        return Attachment(kind="document", path=str(path), mime=document.mime_type or "",
+                          name=document.file_name or "")
+
+    def _media_path(self, message: Message, unique_id: str, suffix: str) -> Path:
+        safe = re.sub(r"[^A-Za-z0-9_-]", "_", unique_id)
+        safe_suffix = suffix if re.fullmatch(r"\.[A-Za-z0-9]{0,9}", suffix or "") else ""
+        self.media_dir.mkdir(parents=True, exist_ok=True)
+        return self.media_dir / f"{message.chat.id}_{message.message_id}_{safe}{safe_suffix}"
+
+    async def _on_callback(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        query = update.callback_query
+        if query is None:
+            return
+        try:
+            await query.answer()
+        except TelegramError as exc:  # an expired query must not stop the choice
+            log.info("telegram: answerCallbackQuery failed: %s", exc)
+        data = query.data or ""
+        text = self._choice_tokens.get(data, data)
+        message = query.message
+        chat_id = message.chat.id if message is not None else query.from_user.id
+        is_group = message is not None and message.chat.type in ("group", "supergroup")
+        if not text:
+            return
+        incoming = Incoming(channel=NAME, chat=str(chat_id), user=str(query.from_user.id), text=text,
+                            mentioned=True, is_group=is_group)
+        await self._deliver(incoming)
+
+    async def _deliver(self, incoming: Incoming) -> None:
+        if self._dispatch is None:
+            log.error("telegram: update for chat %s before dispatch was set", incoming.chat)
+            return
+        replies = await self._dispatch(incoming)
+        for reply in replies:
+            await self._send_reply(reply.chat or incoming.chat, reply)
+
+    async def _on_error(self, update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
+        log.error("telegram: error while handling an update: %r", context.error, exc_info=context.error)
+
+    # ------------------------------------------------------------------ outbound
+
+    def _choice_data(self, choice: str) -> str:
+        if len(choice.encode()) <= MAX_CALLBACK_BYTES:
+            return choice
+        token = "c:" + hashlib.sha1(choice.encode()).hexdigest()[:20]
+        self._choice_tokens[token] = choice
+        self._choice_tokens.move_to_end(token)
+        while len(self._choice_tokens) > 10_000:
+            self._choice_tokens.popitem(last=False)
+        return token
+
+    def keyboard(self, choices: tuple[str, ...] | list[str]) -> InlineKeyboardMarkup:
+        buttons = [InlineKeyboardButton(c, callback_data=self._choice_data(c)) for c in choices]
+        per_row = 2 if all(utf16_len(c) <= 8 for c in choices) else 1
+        return InlineKeyboardMarkup([buttons[i:i + per_row] for i in range(0, len(buttons), per_row)])
+
+    async def _send_reply(self, chat: str | int, reply: Reply, reply_to: int | None = None) -> None:
+        """Interactive reply: waits out a short 429 once per part; other errors are logged."""
+        parts = split_text(reply.text or "…")
+        for index, part in enumerate(parts):
+            markup = self.keyboard(reply.choices) if reply.choices and index == len(parts) - 1 else None
+            for attempt in range(2):
+                try:
+                    await self.bot.send_message(chat_id=chat, text=part, reply_markup=markup,
+                                                reply_to_message_id=reply_to if index == 0 else None)
+                    break
+                except RetryAfter as exc:
+                    wait = retry_after_seconds(exc)
+                    if attempt or wait > REPLY_RETRY_AFTER_CAP:
+                        log.warning("telegram: reply to %s dropped, rate limited for %ss", chat, wait)
+                        return
+                    await asyncio.sleep(wait)
+                except TelegramError as exc:
+                    log.warning("telegram: reply to %s failed: %s", chat, exc)
+                    return
+
+    async def send(self, chat: str, reply: Reply) -> None:
+        """Channel protocol: deliver a Reply to a chat (buttons included); errors are raised mapped."""
+        try:
+            await self.bot.initialize()  # idempotent; lets pushes go out before run() started
+        except TelegramError as exc:
+            raise map_error(exc) from exc
+        parts = split_text(reply.text or "…")
+        for index, part in enumerate(parts):
+            markup = self.keyboard(reply.choices) if reply.choices and index == len(parts) - 1 else None
+            try:
+                await self.bot.send_message(chat_id=chat, text=part, reply_markup=markup)
+            except TelegramError as exc:
+                raise map_error(exc) from exc
+
+    async def push(self, chat: str, text: str, *, key: str) -> None:
+        """Outbox delivery. Telegram cannot deduplicate by key, but parts of a split message that
+        already went out are remembered per key, so a retry in this process resumes after them."""
+        try:
+            await self.bot.initialize()  # idempotent (getMe once)
+        except TelegramError as exc:
+            raise map_error(exc) from exc
+        parts = split_text(text)
+        done = self._pushed_parts.get(key, 0)
+        for index in range(done, len(parts)):
+            try:
+                await self.bot.send_message(chat_id=chat, text=parts[index])
+            except TelegramError as exc:
+                raise map_error(exc) from exc
+            self._pushed_parts[key] = index + 1
+            self._pushed_parts.move_to_end(key)
+            while len(self._pushed_parts) > 10_000:
+                self._pushed_parts.popitem(last=False)
+        self._pushed_parts.pop(key, None)
