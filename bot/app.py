@@ -151,6 +151,51 @@ def setup_logging(config: Config, data_dir: Path) -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
+def start_schedules(services: Services):
+    """Start the scheduler that turns rosters, hazards and config into outbox pushes (as the console
+    and `safeduty serve` both do); None when schedules are off, there is no database, or it fails."""
+    if not services.config.schedules.enabled or services.db is None:
+        return None
+    from schedules.calendar import HolidayCalendar
+    from schedules.scheduler import Runtime, build_scheduler, start_scheduler
+
+    runtime = Runtime(db=services.db, config=services.config,
+                      calendar=HolidayCalendar(services.config.schedules), clock=services.clock)
+    scheduler = build_scheduler(services.db.kw["bind"], services.config)
+    try:
+        start_scheduler(scheduler, runtime)
+    except Exception:  # pushes must never stop the chat from answering
+        log.exception("scheduler failed to start; chatting without scheduled pushes")
+        return None
+    return scheduler
+
+
+def make_dispatch(services: Services, scheduler=None):
+    """The async dispatch every channel calls: safe_route in a worker thread, then — after a command
+    that may have changed hazards, rosters or items — a re-derivation of the jobs (at most every 5 s)."""
+    import asyncio
+    import time as _time
+
+    from bot.router import safe_route
+
+    last_sync = [0.0]
+
+    async def dispatch(incoming):
+        replies = await asyncio.to_thread(safe_route, incoming, services)
+        if scheduler is not None and incoming.text.strip().startswith(("/", "确认", "到岗")) \
+                and _time.monotonic() - last_sync[0] > 5:
+            from schedules.scheduler import resync
+
+            last_sync[0] = _time.monotonic()
+            try:
+                await asyncio.to_thread(resync)
+            except Exception:
+                log.exception("re-deriving scheduled pushes failed")
+        return replies
+
+    return dispatch
+
+
 async def run_chat_session(services: Services, channel, recipients: set[str]) -> None:
     """A local chat session (the console): the channel, the scheduler that turns rosters, hazards
     and config into pushes, and a sender that delivers this session's own pushes — one process.
@@ -159,26 +204,11 @@ async def run_chat_session(services: Services, channel, recipients: set[str]) ->
     `safeduty serve`); a crash loses nothing, the outbox and the job store are in the database.
     """
     import asyncio
-    import time as _time
 
     from bot.delivery import ReplyChannelAdapter, Sender
-    from bot.router import safe_route
     from bot.types import Reply
 
-    scheduler = None
-    resync = None
-    if services.config.schedules.enabled and services.db is not None:
-        from schedules.calendar import HolidayCalendar
-        from schedules.scheduler import Runtime, build_scheduler, resync, start_scheduler
-
-        runtime = Runtime(db=services.db, config=services.config,
-                          calendar=HolidayCalendar(services.config.schedules), clock=services.clock)
-        scheduler = build_scheduler(services.db.kw["bind"], services.config)
-        try:
-            start_scheduler(scheduler, runtime)
-        except Exception:  # pushes must never stop the chat from answering
-            log.exception("scheduler failed to start; chatting without scheduled pushes")
-            scheduler = None
+    scheduler = start_schedules(services)
 
     class _PushPrinter:
         """Pushes look different from replies in the terminal."""
@@ -190,19 +220,7 @@ async def run_chat_session(services: Services, channel, recipients: set[str]) ->
 
     sender = Sender(services.db, {channel.name: ReplyChannelAdapter(_PushPrinter())}, services.config.outbox,
                     services.clock, recipients={channel.name: recipients}) if services.db is not None else None
-    last_sync = [0.0]
-
-    async def dispatch(incoming):
-        replies = await asyncio.to_thread(safe_route, incoming, services)
-        # a command may have changed hazards, rosters or items: re-derive the jobs (at most every 5 s)
-        if scheduler is not None and incoming.text.strip().startswith(("/", "确认", "到岗")) \
-                and _time.monotonic() - last_sync[0] > 5:
-            last_sync[0] = _time.monotonic()
-            try:
-                await asyncio.to_thread(resync)
-            except Exception:
-                log.exception("re-deriving scheduled pushes failed")
-        return replies
+    dispatch = make_dispatch(services, scheduler)
 
     stop = asyncio.Event()
     task = asyncio.create_task(sender.run_forever(stop=stop)) if sender else None

@@ -163,6 +163,58 @@ class OutboxSettings(_Section):
     )
 
 
+# ---------------------------------------------------------------- channels (safeduty serve)
+# Secrets are never values here: each *_env field names the environment variable that holds one.
+
+
+class ServerSettings(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=0, le=65535)
+
+
+class TelegramSettings(_Section):
+    enabled: bool = False
+    token_env: str = "SAFEDUTY_TELEGRAM_TOKEN"  # bot token from @BotFather
+    webhook_url: str = ""  # empty: long polling; else the public https URL of /telegram/webhook
+    secret_env: str = "SAFEDUTY_TELEGRAM_SECRET"  # webhook secret_token (needed with webhook_url)
+    base_url: str = ""  # empty: the real Bot API; tests point it at a fake server
+
+
+class WeComSettings(_Section):
+    enabled: bool = False
+    corp_id: str = ""
+    agent_id: int = 0
+    token_env: str = "SAFEDUTY_WECOM_TOKEN"  # callback Token
+    aes_key_env: str = "SAFEDUTY_WECOM_AES_KEY"  # callback EncodingAESKey
+    secret_env: str = "SAFEDUTY_WECOM_SECRET"  # the app's Secret
+
+
+class WeComRobotSettings(_Section):
+    enabled: bool = False
+    webhook_key_env: str = "SAFEDUTY_WECOM_ROBOT_KEY"  # the key= of the group robot webhook URL
+
+
+class WeChatMPSettings(_Section):
+    enabled: bool = False
+    app_id: str = ""
+    token_env: str = "SAFEDUTY_WECHAT_TOKEN"
+    aes_key_env: str = "SAFEDUTY_WECHAT_AES_KEY"  # EncodingAESKey (safe mode)
+    secret_env: str = "SAFEDUTY_WECHAT_SECRET"  # AppSecret
+
+
+class WebChatSettings(_Section):
+    enabled: bool = True  # the local web chat at http://host:port/
+
+
+class ChannelsSettings(_Section):
+    server: ServerSettings = Field(default_factory=ServerSettings)
+    telegram: TelegramSettings = Field(default_factory=TelegramSettings)
+    wecom: WeComSettings = Field(default_factory=WeComSettings)
+    wecom_robot: WeComRobotSettings = Field(default_factory=WeComRobotSettings)
+    wechat_mp: WeChatMPSettings = Field(default_factory=WeChatMPSettings)
+    web: WebChatSettings = Field(default_factory=WebChatSettings)
+
+
 class Config(_Section):
     bot: BotSettings = Field(default_factory=BotSettings)
     knowledge: KnowledgeSettings = Field(default_factory=KnowledgeSettings)
@@ -170,6 +222,7 @@ class Config(_Section):
     ledger: LedgerSettings = Field(default_factory=LedgerSettings)
     schedules: SchedulesSettings = Field(default_factory=SchedulesSettings)
     outbox: OutboxSettings = Field(default_factory=OutboxSettings)
+    channels: ChannelsSettings = Field(default_factory=ChannelsSettings)
 
 
 class ConfigError(Exception):
