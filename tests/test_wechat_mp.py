@@ -19,7 +19,8 @@ from bot.delivery_limits import PermanentError, RateLimited, TransientError
 from bot.types import Reply
 from tests.fake_wx_api import FakeWxApi
 
-VECTOR = json.loads((Path(__file__).resolve().parents[2] / "shared/vectors/wecom_official_sample.json").read_text())
+# The official WXBizMsgCrypt sample vector (public sample data), kept with the tests.
+VECTOR = json.loads((Path(__file__).resolve().parent / "data" / "wecom_official_sample.json").read_text())
 TOKEN, AES_KEY, APP_ID = VECTOR["token"], VECTOR["encoding_aes_key"], VECTOR["receive_id"]
 NOW = 1_760_000_000
 

@@ -19,8 +19,8 @@ from bot.delivery_limits import PermanentError, RateLimited, TransientError
 from bot.types import Reply
 from tests.fake_wx_api import FakeWxApi
 
-VECTOR = json.loads((Path(__file__).resolve().parents[2] / "shared/vectors/wecom_official_sample.json")
-                    .read_text()) if (Path(__file__).resolve().parents[2] / "shared/vectors").exists() else None
+# The official WXBizMsgCrypt sample vector (public sample data), kept with the tests.
+VECTOR = json.loads((Path(__file__).resolve().parent / "data" / "wecom_official_sample.json").read_text())
 TOKEN, AES_KEY, CORP_ID = "QDG6eK", "jWmYm7qr5nMoAUwZRjGtBxmz3KA1tkAj3ykkR6q2B2C", "wx5823bf96d3bd56c7"
 SAMPLE_TS = 1409659813
 NOW = 1_760_000_000
