@@ -107,3 +107,11 @@ def build_world(session: Session, now: datetime) -> World:
     dept_a.leader_id = w.leader_a.id
     session.flush()
     return w
+
+
+def new_hazard(services, world, clock, **kw) -> Hazard:
+    """A hazard committed in its own transaction (as another user's earlier report would be)."""
+    from bot.storage.db import transaction
+
+    with transaction(services.db) as s:
+        return world.hazard(s, clock(), **kw)

@@ -14,7 +14,7 @@ from bot.types import Attachment as IncomingAttachment
 from handlers.help import HELP_TEXT
 from handlers.ledger_text import ParseError, parse_date, parse_fields, parse_filters
 from tests.conftest import make_incoming
-from tests.ledger_world import build_world
+from tests.ledger_world import build_world, new_hazard
 
 
 @pytest.fixture
@@ -26,11 +26,6 @@ def services(ledger_services):
 def world(services, clock):
     with transaction(services.db) as s:
         return build_world(s, clock())
-
-
-def new_hazard(services, world, clock, **kw) -> Hazard:
-    with transaction(services.db) as s:
-        return world.hazard(s, clock(), **kw)
 
 
 def say(services, user: str, text: str, **kw) -> str:

@@ -12,7 +12,7 @@ from bot.storage.models import Hazard, Person
 from handlers import query
 from handlers.ledger_text import BIND_HINT, STAFF_ONLY
 from tests.conftest import make_incoming
-from tests.ledger_world import REPORTER, SECRET, build_world
+from tests.ledger_world import REPORTER, SECRET, build_world, new_hazard
 from tests.test_workflow import FIVE
 
 
@@ -25,11 +25,6 @@ def services(any_ledger_services):
 def world(services, clock):
     with transaction(services.db) as s:
         return build_world(s, clock())
-
-
-def new_hazard(services, world, clock, **kw) -> Hazard:
-    with transaction(services.db) as s:
-        return world.hazard(s, clock(), **kw)
 
 
 def say(services, user: str, text: str) -> str:

@@ -20,7 +20,7 @@ from wechatpy.exceptions import InvalidAppIdException, InvalidSignatureException
 from wechatpy.utils import check_signature
 
 from bot.channels.wx_common import (MAX_BODY, REPLAY_WINDOW, REPLY_TIMEOUT, TEXT_LIMIT_BYTES, ApiClient,
-                                    BadRequest, CallbackChannel, TokenCache, TokenExpired, split_bytes)
+                                    BadRequest, CallbackChannel, TokenCache, call_with_token, split_bytes)
 
 
 class WeChatMPChannel(CallbackChannel):
@@ -94,13 +94,4 @@ class WeChatMPChannel(CallbackChannel):
             await self._send({"touser": chat, "msgtype": "text", "text": {"content": part}})
 
     async def _send(self, payload: dict) -> dict:
-        for attempt in (1, 2):
-            token = await self.tokens.get()
-            try:
-                return await self.api.call("POST", "/cgi-bin/message/custom/send",
-                                           params={"access_token": token}, json=payload)
-            except TokenExpired:
-                self.tokens.invalidate()
-                if attempt == 2:
-                    raise
-        raise AssertionError("unreachable")
+        return await call_with_token(self.api, self.tokens, "/cgi-bin/message/custom/send", payload)

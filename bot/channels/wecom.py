@@ -24,7 +24,7 @@ from wechatpy.enterprise.exceptions import InvalidCorpIdException
 from wechatpy.exceptions import InvalidSignatureException
 
 from bot.channels.wx_common import (MAX_BODY, REPLAY_WINDOW, REPLY_TIMEOUT, TEXT_LIMIT_BYTES, ApiClient,
-                                    BadRequest, CallbackChannel, TokenCache, TokenExpired, split_bytes)
+                                    BadRequest, CallbackChannel, TokenCache, call_with_token, split_bytes)
 
 ROBOT_MARKDOWN_LIMIT = 4096  # bytes
 ROBOT_PER_MINUTE = 20
@@ -97,16 +97,7 @@ class WeComChannel(CallbackChannel):
             await self._send(payload)
 
     async def _send(self, payload: dict) -> dict:
-        for attempt in (1, 2):
-            token = await self.tokens.get()
-            try:
-                return await self.api.call("POST", "/cgi-bin/message/send",
-                                           params={"access_token": token}, json=payload)
-            except TokenExpired:
-                self.tokens.invalidate()
-                if attempt == 2:
-                    raise
-        raise AssertionError("unreachable")
+        return await call_with_token(self.api, self.tokens, "/cgi-bin/message/send", payload)
 
 
 class WeComRobotChannel:

@@ -167,6 +167,15 @@ class TokenCache:
             return token
 
 
+async def call_with_token(api: "ApiClient", tokens: TokenCache, path: str, payload: dict) -> dict:
+    """POST with the cached access token; an expired token is refreshed and the call retried once."""
+    try:
+        return await api.call("POST", path, params={"access_token": await tokens.get()}, json=payload)
+    except TokenExpired:
+        tokens.invalidate()
+        return await api.call("POST", path, params={"access_token": await tokens.get()}, json=payload)
+
+
 class ApiClient:
     """httpx calls to a WeChat-style JSON API, errors mapped onto bot.delivery_limits."""
 
