@@ -3,6 +3,9 @@ from __future__ import annotations
 
 import fcntl
 import logging
+import re
+import threading
+from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -19,6 +22,52 @@ log = logging.getLogger(__name__)
 
 BUNDLED_LIBRARY = Path(__file__).resolve().parent / "library"
 BUNDLED_VECTORS = Path(__file__).resolve().parent / "vectors"  # precomputed vectors of the library
+ANSWER_CACHE_SIZE = 4096
+_CACHE_KEY_STRIP = re.compile(r"[\s，。？！、,.?!：:；;“”\"'（）()]+")
+
+
+class AnswerCache:
+    """Answers to recent questions, keyed by the question without spacing and punctuation.
+
+    Chat traffic repeats itself (the same few dozen questions arrive from many people), and one
+    answer costs ~20 ms of CPU, most of it the query embedding. The cache is dropped whenever
+    the index changes, so an answer never outlives the passages it quotes. Thread-safe: the
+    channels answer in worker threads.
+    """
+
+    def __init__(self, size: int = ANSWER_CACHE_SIZE) -> None:
+        self.size = size
+        self._items: OrderedDict[str, Answer] = OrderedDict()
+        self._lock = threading.Lock()
+        self.hits = self.misses = 0
+
+    @staticmethod
+    def key(question: str) -> str:
+        return _CACHE_KEY_STRIP.sub("", question)
+
+    def get(self, question: str) -> Answer | None:
+        key = self.key(question)
+        with self._lock:
+            answer = self._items.get(key)
+            if answer is None:
+                self.misses += 1
+                return None
+            self._items.move_to_end(key)
+            self.hits += 1
+            return answer
+
+    def put(self, question: str, answer: Answer) -> None:
+        if self.size <= 0:
+            return
+        with self._lock:
+            self._items[self.key(question)] = answer
+            self._items.move_to_end(self.key(question))
+            while len(self._items) > self.size:
+                self._items.popitem(last=False)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
 
 
 class KnowledgeBase:
@@ -29,8 +78,10 @@ class KnowledgeBase:
         lock_path: Path | None = None,
         llm_settings=None,
         retrieval: RetrievalSettings | None = None,
+        cache_size: int = ANSWER_CACHE_SIZE,
     ) -> None:
         self.index = index
+        self.answers = AnswerCache(cache_size)
         self.style = style
         self.llm_settings = llm_settings
         self.retrieval_settings = retrieval or RetrievalSettings()
@@ -68,6 +119,7 @@ class KnowledgeBase:
                     continue
                 getattr(report, outcome).append(doc.title)
             self.index.reload()
+            self.answers.clear()
         return report
 
     def remove(self, title: str) -> bool:
@@ -76,6 +128,7 @@ class KnowledgeBase:
         with self._writer_lock():
             removed = self.index.remove(title)
             self.index.reload()
+            self.answers.clear()
         return removed
 
     def is_empty(self) -> bool:
@@ -92,6 +145,17 @@ class KnowledgeBase:
             return Answer(False, "请输入要咨询的问题，例如：安全生产法第二十一条讲什么？", mode="refusal")
         if self.is_empty():
             return Answer(False, "知识库还是空的，请管理员先导入法规文件（safeduty kb ingest 路径）。", mode="refusal")
+        cached = self.answers.get(question)
+        if cached is not None:
+            return cached
+        answer, final = self._answer(question)
+        if final:
+            self.answers.put(question, answer)
+        return answer
+
+    def _answer(self, question: str) -> tuple[Answer, bool]:
+        """The answer, and whether it may be cached (not an extractive stand-in for a failed LLM call,
+        which should be retried next time)."""
         retrieval = self.search(question, k=10)
         extractive = extractive_answer(retrieval, self.style)
         if self.llm_settings is not None and self.llm_settings.enabled and extractive.answered and not retrieval.exact:
@@ -99,8 +163,9 @@ class KnowledgeBase:
 
             written = llm_answer(question, retrieval.hits, self.llm_settings)
             if written is not None:
-                return written
-        return extractive
+                return written, True
+            return extractive, False
+        return extractive, True
 
     def article(self, request: str, full: bool = True) -> Answer:
         """'/article 安全生产法 第二十一条' (or '21'): the article text, whole."""

@@ -44,3 +44,14 @@ def test_llm_is_not_consulted_for_refusals(kb_with_llm):
     kb, fake = kb_with_llm
     assert not kb.ask("刑法里重大责任事故罪判几年").answered
     assert fake.chat_requests == []
+
+
+def test_failed_llm_call_is_retried_on_the_next_ask(kb_with_llm):
+    """An extractive stand-in for a failed LLM call is not cached: the next ask tries the LLM again."""
+    from tests.fake_openai import Reply
+
+    kb, fake = kb_with_llm
+    fake.reply(Reply(status=500))
+    assert kb.ask(QUESTION).mode == "extractive"
+    fake.reply("主要负责人要建立健全全员安全生产责任制并组织制定规章制度[1]。")
+    assert kb.ask(QUESTION).mode == "llm"

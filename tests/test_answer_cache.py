@@ -1,0 +1,43 @@
+"""knowledge.base.AnswerCache: repeated questions are answered from memory until the index changes."""
+from bot.app import build_knowledge
+from knowledge.base import AnswerCache
+from tests.conftest import lexical_config
+
+LAW = """中华人民共和国测试安全法
+（2021年6月10日修正）
+第一条 为了测试答案缓存，制定本法。
+第二条 生产经营单位应当每季度组织一次应急演练。
+"""
+
+
+def _kb(tmp_path, text=LAW):
+    source = tmp_path / "docs" / "测试安全法.txt"
+    source.parent.mkdir(exist_ok=True)
+    source.write_text(text, encoding="utf-8")
+    kb = build_knowledge(lexical_config(), tmp_path / "data")
+    kb.ingest_paths([source])
+    return kb, source
+
+
+def test_repeated_question_is_served_from_the_cache(tmp_path):
+    kb, _ = _kb(tmp_path)
+    first = kb.ask("生产经营单位多久组织一次应急演练？")
+    again = kb.ask("生产经营单位多久组织一次应急演练")  # punctuation does not matter
+    assert again is first
+    assert kb.answers.hits == 1
+
+
+def test_ingest_drops_cached_answers(tmp_path):
+    kb, source = _kb(tmp_path)
+    before = kb.ask("生产经营单位多久组织一次应急演练")
+    source.write_text(LAW.replace("2021年6月10日", "2024年1月1日").replace("每季度", "每月"), encoding="utf-8")
+    kb.ingest_paths([source])
+    after = kb.ask("生产经营单位多久组织一次应急演练")
+    assert "每月" in after.text and after is not before
+
+
+def test_cache_keeps_only_the_most_recent_questions():
+    cache = AnswerCache(size=2)
+    for q in ("甲", "乙", "丙"):
+        cache.put(q, q)  # any object will do for the eviction rule
+    assert cache.get("甲") is None and cache.get("丙") == "丙"
