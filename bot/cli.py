@@ -254,7 +254,7 @@ def kb_export_vectors(config, data_dir):
 
 
 # Command groups that live in their own modules register themselves on `main` when imported.
-from bot import cli_duty, cli_hazards, cli_outbox, cli_people, cli_schedule, cli_serve, cli_supervision  # noqa: E402,F401
+from bot import cli_duty, cli_groups, cli_hazards, cli_outbox, cli_people, cli_schedule, cli_serve, cli_supervision  # noqa: E402,F401,E501
 
 if __name__ == "__main__":
     # Under `python -m bot.cli` this file is __main__; the groups registered themselves on the

@@ -170,6 +170,8 @@ class OutboxSettings(_Section):
 class ServerSettings(_Section):
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=0, le=65535)
+    per_user_per_minute: int = Field(30, ge=0)  # messages one sender may have answered (0: no limit)
+    failures_per_ip_per_minute: int = Field(20, ge=0)  # refused webhook calls before an address gets 429
 
 
 class TelegramSettings(_Section):

@@ -6,7 +6,8 @@ Row life cycle (Outbox.status)::
        ^                  │
        └── retry (back-off, not_before moved) ── 429 / 5xx / timeout
     sending ──> dead        max_attempts reached, or a permanent 4xx error (admins are told)
-    pending ──> unroutable  the person has no chat binding (admins are told once per person per day)
+    pending ──> unroutable  the person has no chat binding, or the group name no chat (admins are
+                            told once per person / group per day)
     missed                  written by the scheduler: due while the process was down, past grace
 
 Delivery contract (why a crash neither loses nor duplicates a push):
@@ -33,7 +34,9 @@ Delivery contract (why a crash neither loses nor duplicates a push):
 * **Routing.** Rows with a person and no channel go to that person's chat binding (the most
   recently bound one, preferring channels this sender serves); the resolution is written back.
   No binding: 'unroutable' and one report per person per day to every bound admin (key
-  ``unroutable:{person_id}:{date}:admin:{admin_id}``). Never dropped silently.
+  ``unroutable:{person_id}:{date}:admin:{admin_id}``). Never dropped silently. Rows with no person
+  carry a group name in `recipient`: the chat bound to it (bot.ledger.groups, /bindgroup) is
+  filled in the same way; a name bound nowhere is 'unroutable' and reported once per day.
 * **Rate limits** (settings.outbox.limits, see bot.delivery_limits): `drain_once` skips rows that
   would exceed a channel's per-second bucket or a chat's per-minute window, leaving them due.
 """
@@ -54,6 +57,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from bot.config import OutboxSettings
 from bot.delivery_limits import RateLimiter, classify
 from bot.delivery_limits import DeliveryError, PermanentError, RateLimited, TransientError  # noqa: F401
+from bot.ledger.groups import resolve_group
 from bot.ledger.outbox import enqueue
 from bot.storage.models import ChatIdentity, Outbox, Person
 
@@ -205,19 +209,28 @@ class Sender:
                                                         Outbox.not_before <= now)
                                    .order_by(Outbox.not_before, Outbox.id).limit(limit)).all()
             for row in rows:
-                identity = self._binding(session, row.person_id) if row.person_id is not None else None
-                if identity is not None:
+                address = self._address(session, row)
+                if address is not None:
                     session.execute(update(Outbox).where(Outbox.id == row.id, Outbox.status == PENDING,
                                                          Outbox.channel == "")
-                                    .values(channel=identity.channel, recipient=identity.platform_user_id))
+                                    .values(channel=address[0], recipient=address[1]))
                     continue
+                why = "收件人没有绑定聊天账号" if row.person_id is not None else f"群「{row.recipient}」没有绑定群聊"
                 hit = session.execute(update(Outbox).where(Outbox.id == row.id, Outbox.status == PENDING)
-                                      .values(status=UNROUTABLE, last_error="收件人没有绑定聊天账号")).rowcount
+                                      .values(status=UNROUTABLE, last_error=why)).rowcount
                 if not hit:
                     continue
                 unroutable += 1
                 self._report_unroutable(session, row, now)
         return unroutable
+
+    def _address(self, session: Session, row: Outbox) -> tuple[str, str] | None:
+        """(channel, chat) for a row addressed to a person (their binding) or to a group name."""
+        if row.person_id is not None:
+            identity = self._binding(session, row.person_id)
+            return (identity.channel, identity.platform_user_id) if identity is not None else None
+        group = resolve_group(session, row.recipient, list(self.channels)) if row.recipient else None
+        return (group.channel, group.chat) if group is not None else None
 
     def _binding(self, session: Session, person_id: int) -> ChatIdentity | None:
         identities = session.scalars(select(ChatIdentity).where(ChatIdentity.person_id == person_id)
@@ -226,8 +239,17 @@ class Sender:
         return (served or identities or [None])[0]
 
     def _report_unroutable(self, session: Session, row: Outbox, now: datetime) -> None:
-        if row.idempotency_key.startswith(REPORT_PREFIXES) or row.person_id is None:
+        if row.idempotency_key.startswith(REPORT_PREFIXES) or (row.person_id is None and not row.recipient):
             log.error("outbox row %s (%s) has no recipient", row.id, row.idempotency_key)
+            return
+        if row.person_id is None:
+            log.warning("outbox row %s (%s): group %r is not bound to any chat", row.id, row.idempotency_key,
+                        row.recipient)
+            text = (f"【推送无法送达】群「{row.recipient}」没有绑定群聊，发往该群的推送无法送达"
+                    f"（首条：{row.idempotency_key}）。\n内容：{row.text[:200]}\n"
+                    f"请管理员在该群里发送 /bindgroup {row.recipient}，"
+                    "或在 config.yaml 的 schedules.targets 中配置。")
+            report_to_admins(session, f"unroutable:group:{row.recipient}:{now.date().isoformat()}", text, now)
             return
         person = session.get(Person, row.person_id)
         name = person.name if person else f"#{row.person_id}"

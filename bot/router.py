@@ -11,7 +11,7 @@ import unicodedata
 from collections.abc import Callable
 
 from bot.types import Incoming, Reply
-from handlers import admin, ask, duty, help as help_handler, ledger, query, report, supervision
+from handlers import admin, ask, duty, groups, help as help_handler, ledger, query, report, supervision
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +27,7 @@ COMMANDS: dict[str, Handler] = {
     **ledger.COMMANDS,
     **query.COMMANDS,
     **admin.COMMANDS,
+    **groups.COMMANDS,
     **duty.COMMANDS,
     **supervision.COMMANDS,
 }
@@ -34,6 +35,19 @@ COMMANDS: dict[str, Handler] = {
 ALIASES = {"帮助": "help", "全文": "article", "查条文": "article"}
 
 MAX_MESSAGE_CHARS = 8000  # anything longer is refused before any work is done
+
+# What the features can take; channels pass any other platform type through as an attachment of
+# that kind (voice, video, sticker, link ...) and the note below names it.
+SUPPORTED_ATTACHMENTS = frozenset({"photo", "document", "location"})
+KIND_NAMES = {"voice": "语音", "audio": "音频", "video": "视频", "shortvideo": "小视频", "video_note": "视频",
+              "sticker": "表情", "animation": "动图", "link": "链接", "file": "文件", "contact": "名片",
+              "poll": "投票", "dice": "骰子", "game": "游戏", "emotion": "表情", "miniprogram": "小程序"}
+ACCEPTS = "可以发送：文字问题或命令（/help 查看用法）、隐患照片或位置。"
+
+
+def unsupported_note(kinds: list[str]) -> str:
+    names = "、".join(dict.fromkeys(KIND_NAMES.get(k, "这类消息") for k in kinds))
+    return f"暂不支持{names}。{ACCEPTS}"
 _COMMAND_RE = re.compile(r"^/([A-Za-z_]+)(?:@\S+)?\s*(.*)$", re.S)
 
 
@@ -58,6 +72,10 @@ def route(incoming: Incoming, services) -> list[Reply]:
     text = (incoming.text or "").strip()
     if incoming.is_group and not incoming.mentioned and not text.startswith("/"):
         return []  # group chatter not addressed to the bot
+    unsupported = [a.kind for a in incoming.attachments if a.kind not in SUPPORTED_ATTACHMENTS]
+    if unsupported:
+        log.info("unsupported message type(s) %s from %s/%s", ",".join(unsupported), incoming.channel, incoming.user)
+        return [Reply(unsupported_note(unsupported))]
     if len(text) > MAX_MESSAGE_CHARS:
         log.info("oversized message (%d chars) from %s/%s", len(text), incoming.channel, incoming.user)
         return [Reply(f"消息太长了（{len(text)} 字），请精简后再发，一次问一件事。")]

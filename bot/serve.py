@@ -203,6 +203,42 @@ def build_app(services, channels: list[ChannelStatus], dispatch=None) -> Starlet
 
 # ---------------------------------------------------------------- the process
 
+def late_reply_hook(services, channel_name: str):
+    """Replies that missed the 5-second window go through the outbox (durable, retried, rate-limited)
+    instead of straight to the platform."""
+    from bot.ledger.outbox import enqueue
+    from bot.storage.db import transaction
+
+    def write(chat: str, text: str, key: str) -> None:
+        with transaction(services.db) as session:
+            enqueue(session, f"late:{key}", text, services.clock(), channel=channel_name, recipient=chat)
+
+    async def late(chat: str, text: str, key: str) -> None:
+        await asyncio.to_thread(write, chat, text, key)
+
+    return late
+
+
+def harden(channel, name: str, services) -> None:
+    """Process-wide settings for a webhook channel: flood limits from config; with a database, retry
+    dedupe shared by every worker and late replies through the outbox."""
+    from bot.channels.flood import FloodGuard
+
+    server = services.config.channels.server
+    if hasattr(channel, "per_user"):
+        channel.per_user = FloodGuard(server.per_user_per_minute)
+    if hasattr(channel, "failures"):
+        channel.failures = FloodGuard(server.failures_per_ip_per_minute)
+    if services.db is None:
+        return
+    if hasattr(channel, "dedupe"):
+        from bot.channels.dedupe import DatabaseDedupe
+
+        channel.dedupe = DatabaseDedupe(services.db)
+    if hasattr(channel, "on_late"):
+        channel.on_late = late_reply_hook(services, name)
+
+
 class PushAdapter:
     """A platform channel as a bot.delivery PushChannel: push(chat, text, key=) when it has it
     (the key reaches the platform), else send(chat, Reply)."""
@@ -268,6 +304,8 @@ async def serve(services, host: str | None = None, port: int | None = None, echo
     server = _Server.create(app, host, port)
 
     platforms = [s for s in statuses if s.on and s.name != "web"]
+    for s in platforms:
+        harden(s.channel, s.name, services)
     stop = asyncio.Event()
     tasks: list[asyncio.Task] = []
     for s in platforms:

@@ -1,5 +1,6 @@
 """The chat core: routing table, bad input, group etiquette."""
-from bot.router import parse_command, safe_route
+from bot.router import parse_command, route, safe_route
+from tests.conftest import make_incoming
 
 
 def test_free_text_goes_to_the_question_handler(services, incoming):
@@ -62,3 +63,19 @@ def test_handler_crash_becomes_an_apology(services, incoming, monkeypatch):
 
 def test_chinese_alias_for_article_command():
     assert parse_command("全文 安全生产法 第三条") == ("article", "安全生产法 第三条")
+
+
+def test_unsupported_message_type_gets_a_note_naming_it(services, caplog):
+    from bot.types import Attachment
+
+    with caplog.at_level("INFO", logger="bot.router"):
+        replies = route(make_incoming(attachments=(Attachment(kind="voice"),)), services)
+    assert replies[0].text.startswith("暂不支持语音。") and "照片" in replies[0].text
+    assert "unsupported message type(s) voice" in caplog.text
+
+
+def test_unsupported_type_in_a_group_without_mention_is_ignored(services):
+    from bot.types import Attachment
+
+    incoming = make_incoming(attachments=(Attachment(kind="sticker"),), is_group=True, mentioned=False)
+    assert route(incoming, services) == []

@@ -11,6 +11,7 @@ import uvicorn
 from starlette.testclient import TestClient
 
 from bot.app import Services
+from bot import serve
 from bot.serve import ChannelStatus, build_app, build_channels, describe
 from tests.conftest import lexical_config
 
@@ -154,3 +155,27 @@ def test_platform_channels_build_from_env_when_their_modules_exist(ledger_servic
                         clock=ledger_services.clock)
     for status in build_channels(services, environ=environ)[1:]:
         assert status.on or "尚不可用" in status.reason, (status.name, status.reason)
+
+
+def test_late_wechat_reply_waits_in_the_outbox(ledger_services):
+    """After "success", the late answer is an outbox row for the channel's sender (retried, never lost)."""
+    import threading as _threading
+
+    from sqlalchemy import select
+
+    from bot.channels.dedupe import DatabaseDedupe
+    from bot.storage.models import Outbox
+    from tests.test_wechat_mp import Recorder, app_for, encrypted, make, text
+
+    gate = _threading.Event()
+    channel = make(dispatch=Recorder(gate), reply_timeout=0.2)
+    serve.harden(channel, "wechat_mp", ledger_services)
+    assert isinstance(channel.dedupe, DatabaseDedupe)
+    params, body = encrypted(text("慢问题", msg_id="4242"))
+    with app_for(channel) as client:
+        assert client.post("/wechat/callback", params=params, content=body).text == "success"
+        gate.set()
+        client.portal.call(channel.drain)
+    with ledger_services.db() as session:
+        row = session.scalars(select(Outbox).where(Outbox.idempotency_key.like("late:%"))).one()
+    assert (row.channel, row.recipient, row.text, row.status) == ("wechat_mp", "oUser", "答：慢问题", "pending")

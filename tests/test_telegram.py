@@ -13,7 +13,7 @@ from urllib.parse import parse_qs, unquote
 
 import pytest
 
-from bot.channels.telegram import (MAX_TEXT, UNSUPPORTED_NOTE, WEBHOOK_PATH, TelegramChannel, split_text,
+from bot.channels.telegram import (MAX_TEXT, WEBHOOK_PATH, TelegramChannel, split_text,
                                    utf16_len)
 from bot.delivery_limits import PermanentError, RateLimited, TransientError
 from bot.types import Incoming, Reply
@@ -370,7 +370,7 @@ def test_photo_document_location_become_attachments(fake, tmp_path):
     assert loc_in.attachments[0].data == {"lat": 30.5, "lon": 114.25}
 
 
-def test_unknown_message_type_gets_a_note(fake, tmp_path):
+def test_unknown_message_type_reaches_the_router_as_its_kind(fake, tmp_path):
     dispatch = Recorder()
 
     async def scenario():
@@ -378,9 +378,9 @@ def test_unknown_message_type_gets_a_note(fake, tmp_path):
             fake.add_update(message(message_id=20, voice={"file_id": "v", "file_unique_id": "v", "duration": 3}))
             return await fake.await_for("sendMessage")
 
-    sent = run(scenario())
-    assert sent[0]["text"] == UNSUPPORTED_NOTE
-    assert dispatch.seen == []
+    run(scenario())
+    assert [a.kind for a in dispatch.seen[0].attachments] == ["voice"]
+    assert fake.sent("getFile") == []  # nothing downloaded for a type the bot cannot use
 
 
 def test_long_reply_is_split_in_two(fake, tmp_path):
@@ -472,6 +472,45 @@ def test_webhook_secret_token(fake, tmp_path, caplog):
     assert any("malformed update" in r.getMessage() for r in caplog.records)
 
 
+def test_webhook_address_with_repeated_failures_is_cut_off(fake, tmp_path, caplog):
+    from starlette.applications import Starlette
+    from starlette.testclient import TestClient
+
+    from bot.channels.flood import FloodGuard
+
+    channel = make_channel(fake, tmp_path, webhook_url="https://duty.example.org/telegram/webhook",
+                           secret_token="s3cret-token")
+    channel.failures = FloodGuard(2)
+    update = {"update_id": 501, **message(text="你好", message_id=51)}
+    with caplog.at_level(logging.WARNING, logger="bot.channels.telegram"), \
+            TestClient(Starlette(routes=channel.routes())) as client:
+        codes = [client.post(WEBHOOK_PATH, json=update, headers={"X-Telegram-Bot-Api-Secret-Token": "nope"})
+                 .status_code for _ in range(4)]
+        big = client.post(WEBHOOK_PATH, content=b"x" * 2_000_000).status_code
+    assert codes == [403, 403, 403, 429] and big == 429
+    assert any("answering 429" in r.getMessage() for r in caplog.records)
+
+
+def test_flooding_sender_is_told_once_and_the_rest_dropped(fake, tmp_path):
+    from bot.channels.flood import TOO_FAST, FloodGuard
+
+    dispatch = Recorder()
+    channel = make_channel(fake, tmp_path)
+    channel.per_user = FloodGuard(2)
+
+    async def scenario():
+        async with running(channel, dispatch):
+            for i in range(5):
+                fake.add_update(message(text=f"第{i}条", message_id=60 + i))
+            sent = await fake.await_for("sendMessage", 3)
+            await asyncio.sleep(0.3)  # nothing more arrives
+            return fake.sent("sendMessage")
+
+    sent = run(scenario())
+    assert [m["text"] for m in sent] == ["echo: 第0条", "echo: 第1条", TOO_FAST]
+    assert len(dispatch.seen) == 2
+
+
 # ---------------------------------------------------------------- push
 
 def test_push_maps_errors_and_resumes_split_parts(fake, tmp_path):
@@ -530,3 +569,16 @@ def test_split_text_limits():
     emoji = "😀" * 3000  # 2 UTF-16 units each
     assert all(utf16_len(p) <= MAX_TEXT for p in split_text(emoji))
     assert "".join(split_text(emoji)) == emoji
+
+
+def test_webhook_body_over_the_limit_is_refused(fake, tmp_path, caplog):
+    from starlette.applications import Starlette
+    from starlette.testclient import TestClient
+
+    channel = make_channel(fake, tmp_path, webhook_url="https://duty.example.org/telegram/webhook",
+                           secret_token="s3cret-token")
+    with caplog.at_level(logging.WARNING, logger="bot.channels.telegram"), \
+            TestClient(Starlette(routes=channel.routes())) as client:
+        status = client.post(WEBHOOK_PATH, content=b"{" + b" " * 1_100_000 + b"}",
+                             headers={"X-Telegram-Bot-Api-Secret-Token": "s3cret-token"}).status_code
+    assert status == 413 and "refused 413" in caplog.text

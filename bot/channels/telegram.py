@@ -39,6 +39,7 @@ from telegram.ext import (Application, BaseUpdateProcessor, CallbackQueryHandler
                           filters)
 
 from bot.channels.base import Dispatch
+from bot.channels.flood import FIRST_OVER, OK, TOO_FAST, FloodGuard
 from bot.delivery_limits import PermanentError, RateLimited, TransientError
 from bot.types import Attachment, Incoming, Reply
 
@@ -53,12 +54,12 @@ DEFAULT_BASE_URL = "https://api.telegram.org/bot"
 DEFAULT_BASE_FILE_URL = "https://api.telegram.org/file/bot"
 MAX_WEBHOOK_BODY = 1_000_000
 REPLY_RETRY_AFTER_CAP = 30.0  # interactive replies wait out a 429 at most this long, then give up
+PER_USER_PER_MINUTE = 30  # messages one sender may have answered per minute
+FAILURES_PER_IP_PER_MINUTE = 20  # refused webhook calls before an address gets 429 for the minute
 
-# Channel rendering (not feature logic): what the bot can take, for message types it cannot.
-UNSUPPORTED_NOTE = ("暂不支持这类消息（语音、视频、贴纸等）。可以发送：文字问题或命令（/help 查看用法）、"
-                    "隐患照片、文件（文档）或位置。")
 DOWNLOAD_FAILED_NOTE = "附件下载失败，请稍后重新发送。"
 
+# Message types passed on as an attachment of that kind, undownloaded: the router says what it accepts.
 UNSUPPORTED_KINDS = ("voice", "video", "video_note", "sticker", "audio", "animation", "contact", "poll",
                      "dice", "game", "story", "invoice", "paid_media")
 
@@ -177,6 +178,9 @@ class TelegramChannel:
         self._ready = asyncio.Event()
         self._choice_tokens: OrderedDict[str, str] = OrderedDict()  # long choice texts by token
         self._pushed_parts: OrderedDict[str, int] = OrderedDict()  # key -> parts already delivered
+        # Flood limits (per process; `safeduty serve` sets them from channels.server.flood).
+        self.per_user = FloodGuard(PER_USER_PER_MINUTE)
+        self.failures = FloodGuard(FAILURES_PER_IP_PER_MINUTE)
 
     @property
     def bot(self):
@@ -219,23 +223,33 @@ class TelegramChannel:
     async def _webhook(self, request):
         from starlette.responses import JSONResponse, PlainTextResponse
 
+        from bot.channels.wx_common import BadRequest, read_body
+
+        client = request.client.host if request.client else "?"
+        if self.failures.blocked(client):
+            return PlainTextResponse("too many failures", status_code=429)
+
+        def refused(status: int, text: str, why: str):
+            log.warning("telegram webhook: refused %d from %s: %s", status, client, why)
+            if self.failures.hit(client) == FIRST_OVER:
+                log.warning("telegram webhook: %s sent over %d refused requests in a minute; answering 429 for now",
+                            client, self.failures.limit)
+            return PlainTextResponse(text, status_code=status)
+
         given = request.headers.get(SECRET_HEADER, "")
         if self.secret_token and not hmac.compare_digest(given.encode(), self.secret_token.encode()):
-            log.warning("telegram webhook: wrong secret token from %s",
-                        request.client.host if request.client else "?")
-            return PlainTextResponse("forbidden", status_code=403)
-        body = await request.body()
-        if len(body) > MAX_WEBHOOK_BODY:
-            log.warning("telegram webhook: body of %d bytes refused", len(body))
-            return PlainTextResponse("too large", status_code=413)
+            return refused(403, "forbidden", "wrong secret token")
+        try:
+            body = await read_body(request, MAX_WEBHOOK_BODY)  # stops reading past the limit
+        except BadRequest as exc:
+            return refused(exc.status, "bad request", str(exc))
         try:
             data = json.loads(body)
             if not isinstance(data, dict) or not isinstance(data.get("update_id"), int):
                 raise ValueError("not an update")
             update = Update.de_json(data, self.bot)
         except Exception as exc:  # malformed JSON or not an Update
-            log.warning("telegram webhook: malformed update (%s)", exc)
-            return PlainTextResponse("bad request", status_code=400)
+            return refused(400, "bad request", f"malformed update ({exc})")
         if not self._ready.is_set():
             log.warning("telegram webhook: update %s before the channel is running", data["update_id"])
             return PlainTextResponse("not ready", status_code=503)  # Telegram retries
@@ -303,9 +317,12 @@ class TelegramChannel:
         else:
             mentioned, text = True, self._clean(message.text or message.caption or "")
 
-        if any(getattr(message, kind, None) for kind in UNSUPPORTED_KINDS):
+        other = [kind for kind in UNSUPPORTED_KINDS if getattr(message, kind, None)]
+        if other:
             if mentioned:
-                await self._send_reply(chat.id, Reply(text=UNSUPPORTED_NOTE), reply_to=message.message_id)
+                await self._deliver(Incoming(channel=NAME, chat=str(chat.id), user=str(message.from_user.id),
+                                             attachments=tuple(Attachment(kind=k) for k in other),
+                                             mentioned=True, is_group=is_group))
             return
 
         if is_group and not mentioned:  # the router ignores it: no downloads for unaddressed chatter
@@ -379,6 +396,13 @@ class TelegramChannel:
     async def _deliver(self, incoming: Incoming) -> None:
         if self._dispatch is None:
             log.error("telegram: update for chat %s before dispatch was set", incoming.chat)
+            return
+        flood = self.per_user.hit(incoming.user) if incoming.mentioned else OK  # group chatter is not ours
+        if flood != OK:
+            if flood == FIRST_OVER:
+                log.warning("telegram: %s sent over %d messages in a minute; dropping the rest of the minute",
+                            incoming.user, self.per_user.limit)
+                await self._send_reply(incoming.chat, Reply(text=TOO_FAST))
             return
         replies = await self._dispatch(incoming)
         for reply in replies:

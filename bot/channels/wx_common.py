@@ -9,9 +9,9 @@ so the security checks and the 5-second rule live here once:
   decrypted inner message. wechatpy's own xmltodict parsing is bypassed by handing it a dict.
 * Bodies larger than ``max_body`` are refused (413) before they are fully read.
 * Timestamps outside ``replay_window`` seconds of the injected clock are refused (403).
-* Platform retries are dropped by MsgId (events: FromUserName+CreateTime) with a bounded
-  in-memory TTL set. **Several workers/processes need a shared store** (e.g. Redis ``SET NX EX``
-  or a unique-keyed table) — pass any object with ``seen(key) -> bool`` as ``dedupe=``.
+* Platform retries are dropped by MsgId (events: FromUserName+CreateTime): a bounded in-memory
+  TTL set by default; `safeduty serve` passes bot.channels.dedupe.DatabaseDedupe, shared by every
+  worker process on the same database (any ``seen(key)`` returning a bool or an awaitable works).
 * The 5-second rule: dispatch is awaited for ``reply_timeout`` (≈4 s). A ready answer goes back
   as the passive reply; otherwise "success" is answered at once and the replies are delivered
   later through the channel's ``push`` (customer-service / app message API).
@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import inspect
 import json as _json
 import logging
 import time
@@ -34,6 +35,7 @@ from defusedxml import DefusedXmlException
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import PlainTextResponse, Response
 
+from bot.channels.flood import FIRST_OVER, OK, TOO_FAST, FloodGuard
 from bot.delivery_limits import PermanentError, RateLimited, TransientError
 from bot.types import Attachment, Incoming, Reply
 
@@ -42,10 +44,11 @@ log = logging.getLogger("bot.channels.wx")
 MAX_BODY = 64 * 1024
 REPLAY_WINDOW = 300.0
 REPLY_TIMEOUT = 4.0
+PER_USER_PER_MINUTE = 30  # messages one sender may have answered per minute
+FAILURES_PER_IP_PER_MINUTE = 20  # refused requests (bad signature, bad XML ...) before an address gets 429
 TEXT_LIMIT_BYTES = 2048  # WeChat/WeCom text message content limit
 RATE_LIMIT_ERRCODES = frozenset({45009, 45033, 45011})  # api freq / quota limits → RateLimited
 TOKEN_ERRCODES = {40001, 40014, 42001}  # invalid / expired access_token: refresh once and retry
-UNSUPPORTED = "暂不支持这种消息。可以发送文字提问、图片（随手拍）或位置。"
 
 
 class BadRequest(Exception):
@@ -287,8 +290,8 @@ def refuse(channel: str, request: Request, exc: BadRequest) -> Response:
 
 
 def message_to_incoming(channel: str, msg: dict[str, str], photo: Attachment | None = None) -> Incoming | None:
-    """Text / image / location / event → Incoming; None for events the bot ignores. Unknown
-    types (voice, video, file, link) become an Incoming with kind=<type> attachment."""
+    """Text / image / location / event → Incoming; None for events the bot ignores. Other types
+    (voice, video, file, link ...) become an attachment of that kind: the router says what it accepts."""
     user = msg.get("FromUserName", "")
     kind = msg.get("MsgType", "")
     if kind == "text":
@@ -359,6 +362,9 @@ class CallbackChannel:
         # Where late replies go (after "success"): default push() now; serve can enqueue them in the
         # outbox instead (its retries/back-off then apply) by passing on_late.
         self.on_late = on_late
+        # Flood limits (per process; `safeduty serve` sets them from channels.server.flood).
+        self.per_user = FloodGuard(PER_USER_PER_MINUTE)
+        self.failures = FloodGuard(FAILURES_PER_IP_PER_MINUTE)
         self._tasks: set[asyncio.Task] = set()
 
     # ------------------------------------------------------------ WebhookChannel
@@ -409,17 +415,35 @@ class CallbackChannel:
 
     # ------------------------------------------------------------ HTTP handlers
 
+    def _refuse(self, request: Request, exc: BadRequest) -> Response:
+        """Log and answer a refused request; an address that keeps failing is cut off for a minute."""
+        client = request.client.host if request.client else "?"
+        if self.failures.hit(client) == FIRST_OVER:
+            log.warning("%s: %s sent over %d refused requests in a minute; answering 429 for now",
+                        self.name, client, self.failures.limit)
+        return refuse(self.name, request, exc)
+
+    def _cut_off(self, request: Request) -> Response | None:
+        client = request.client.host if request.client else "?"
+        if self.failures.blocked(client):
+            return PlainTextResponse("", status_code=429)
+        return None
+
     async def _get(self, request: Request) -> Response:
         q = dict(request.query_params)
+        if (cut := self._cut_off(request)) is not None:
+            return cut
         try:
             check_timestamp(q.get("timestamp", ""), self.clock(), self.replay_window)
             echo = self._verify_get(q)
         except BadRequest as exc:
-            return refuse(self.name, request, exc)
+            return self._refuse(request, exc)
         return PlainTextResponse(echo)
 
     async def _post(self, request: Request) -> Response:
         q = dict(request.query_params)
+        if (cut := self._cut_off(request)) is not None:
+            return cut
         try:
             check_timestamp(q.get("timestamp", ""), self.clock(), self.replay_window)
             body = await read_body(request, self.max_body)
@@ -427,14 +451,25 @@ class CallbackChannel:
             plain = self._open(q, envelope, body)
             msg = parse_xml(plain)
         except BadRequest as exc:
-            return refuse(self.name, request, exc)
+            return self._refuse(request, exc)
         if self.dispatch is None:
             log.error("%s callback before the channel was bound to a dispatcher", self.name)
             return PlainTextResponse("", status_code=503)
         key = dedupe_key(msg)
-        if self.dedupe.seen(f"{self.name}:{key}"):
+        seen = self.dedupe.seen(f"{self.name}:{key}")
+        if inspect.isawaitable(seen):  # a shared store (bot.channels.dedupe) answers asynchronously
+            seen = await seen
+        if seen:
             log.info("%s retry of %s dropped", self.name, key)
             return PlainTextResponse("success")
+        sender = msg.get("FromUserName", "")
+        flood = self.per_user.hit(sender)
+        if flood != OK:
+            if flood != FIRST_OVER:
+                return PlainTextResponse("success")
+            log.warning("%s: %s sent over %d messages in a minute; dropping the rest of the minute",
+                        self.name, sender, self.per_user.limit)
+            return Response(self._seal(q, self._reply_xml(msg, TOO_FAST)), media_type="application/xml")
         task = asyncio.ensure_future(self._process(msg))
         done, _ = await asyncio.wait({task}, timeout=self.reply_timeout)
         if not done:
@@ -459,8 +494,6 @@ class CallbackChannel:
         incoming = message_to_incoming(self.name, msg, photo)
         if incoming is None:
             return []
-        if incoming.attachments and incoming.attachments[0].kind not in ("photo", "location"):
-            return [Reply(UNSUPPORTED)]
         return list(await self.dispatch(incoming))
 
     async def _fetch_photo(self, msg: dict[str, str]) -> Attachment | None:

@@ -249,3 +249,26 @@ class SupervisionItem(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime)
     done_at: Mapped[datetime | None] = mapped_column(DateTime)
     note: Mapped[str] = mapped_column(Text, default="")
+
+
+class GroupChat(Base):
+    """A platform group chat bound to a configured group name (安委办工作群, a township's group ...):
+    group pushes addressed to the name go there. One chat per name and channel."""
+
+    __tablename__ = "group_chats"
+    __table_args__ = (UniqueConstraint("name", "channel"), UniqueConstraint("channel", "chat"))
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(60), index=True)
+    channel: Mapped[str] = mapped_column(String(20))
+    chat: Mapped[str] = mapped_column(String(200))
+    bound_by: Mapped[int | None] = mapped_column(ForeignKey("people.id"))
+    bound_at: Mapped[datetime] = mapped_column(DateTime)
+
+
+class CallbackReceipt(Base):
+    """Platform callbacks already taken (WeChat/WeCom retry the same MsgId up to 3 times): the
+    primary key makes the first worker's insert win when several processes share the database."""
+
+    __tablename__ = "callback_receipts"
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    seen_at: Mapped[datetime] = mapped_column(DateTime, index=True)
