@@ -4,7 +4,7 @@
                            (wechatpy.utils.check_signature).
     POST /wechat/callback  safe mode (encrypt_type=aes, wechatpy.crypto.WeChatCrypto): `signature` and
                            `msg_signature` are both verified; plain mode only when no EncodingAESKey is
-                           configured. Checks, dedupe and the 5-second rule: bot.channels.wx_common.
+                           configured. Checks, dedupe and the 5-second rule: bot.channels.wx_callback.
     push(openid, text, key=)  POST /cgi-bin/message/custom/send (late replies, pushes), access token
                            cached until expiry (GET /cgi-bin/token).
 
@@ -20,7 +20,8 @@ from wechatpy.exceptions import InvalidAppIdException, InvalidSignatureException
 from wechatpy.utils import check_signature
 
 from bot.channels.wx_common import (MAX_BODY, REPLAY_WINDOW, REPLY_TIMEOUT, TEXT_LIMIT_BYTES, ApiClient,
-                                    BadRequest, CallbackChannel, TokenCache, call_with_token, split_bytes)
+                                    BadRequest, TokenCache, call_with_token, split_bytes)
+from bot.channels.wx_callback import CallbackChannel
 
 
 class WeChatMPChannel(CallbackChannel):

@@ -3,7 +3,7 @@
 WeComChannel
     GET  /wecom/callback  URL verification: msg_signature/timestamp/nonce/echostr → the decrypted echostr.
     POST /wecom/callback  signed, AES-encrypted messages (wechatpy.enterprise.crypto.WeChatCrypto);
-                          checks, dedupe and the 5-second rule are in bot.channels.wx_common.
+                          checks, dedupe and the 5-second rule are in bot.channels.wx_callback.
     push(userid, text, key=)  POST /cgi-bin/message/send (text, enable_duplicate_check=1) with an
                           access token cached until expiry (GET /cgi-bin/gettoken).
 
@@ -24,7 +24,8 @@ from wechatpy.enterprise.exceptions import InvalidCorpIdException
 from wechatpy.exceptions import InvalidSignatureException
 
 from bot.channels.wx_common import (MAX_BODY, REPLAY_WINDOW, REPLY_TIMEOUT, TEXT_LIMIT_BYTES, ApiClient,
-                                    BadRequest, CallbackChannel, TokenCache, call_with_token, split_bytes)
+                                    BadRequest, TokenCache, call_with_token, split_bytes)
+from bot.channels.wx_callback import CallbackChannel
 
 ROBOT_MARKDOWN_LIMIT = 4096  # bytes
 ROBOT_PER_MINUTE = 20
