@@ -1,4 +1,5 @@
-"""group chat bindings and callback receipts (retry dedupe shared by workers)
+"""group chat bindings and callback receipts (retry dedupe shared by workers); the units.leader_id
+foreign key that 0001 declared with use_alter (which create_table leaves out outside SQLite)
 
 Revision ID: 0005
 Revises: 0004
@@ -14,7 +15,14 @@ branch_labels = None
 depends_on = None
 
 
+def _has_leader_fk() -> bool:
+    keys = sa.inspect(op.get_bind()).get_foreign_keys('units')
+    return any(k['constrained_columns'] == ['leader_id'] for k in keys)
+
+
 def upgrade() -> None:
+    if not _has_leader_fk():
+        op.create_foreign_key('fk_unit_leader', 'units', 'people', ['leader_id'], ['id'])
     op.create_table('group_chats',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('name', sa.String(length=60), nullable=False),
@@ -40,6 +48,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    # the leader foreign key stays: it was always meant to exist (0001 declared it)
     with op.batch_alter_table('callback_receipts', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_callback_receipts_seen_at'))
     op.drop_table('callback_receipts')
