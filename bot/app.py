@@ -85,7 +85,8 @@ def build_knowledge(config: Config, data_dir: Path, reset: bool = False) -> Know
     retrieval = RetrievalSettings(
         fusion=k.retrieval.fusion, lexical_weight=k.retrieval.lexical_weight, dense_weight=k.retrieval.dense_weight
     )
-    return KnowledgeBase(index, style, lock_path=kb_dir / "ingest.lock", llm_settings=k.llm, retrieval=retrieval)
+    return KnowledgeBase(index, style, lock_path=kb_dir / "ingest.lock", llm_settings=k.llm, retrieval=retrieval,
+                         cache_size=k.answer_cache_size)
 
 
 def _library_fingerprint(paths: list[Path]) -> str:
@@ -170,18 +171,29 @@ def start_schedules(services: Services):
     return scheduler
 
 
-def make_dispatch(services: Services, scheduler=None):
-    """The async dispatch every channel calls: safe_route in a worker thread, then — after a command
-    that may have changed hazards, rosters or items — a re-derivation of the jobs (at most every 5 s)."""
+def make_dispatch(services: Services, scheduler=None, answerer=None):
+    """The async dispatch every channel calls: safe_route in a worker thread (or, given `answerer`,
+    a bot.answer_pool.ProcessAnswerer), then — after a command that may have changed hazards,
+    rosters or items — a re-derivation of the jobs (at most every 5 s)."""
     import asyncio
     import time as _time
+    from concurrent.futures import ThreadPoolExecutor
 
     from bot.router import safe_route
 
     last_sync = [0.0]
+    # Few answer threads on purpose: answering is mostly Python under the GIL, and every extra thread
+    # competing for it delays the event loop that must answer webhooks within seconds (measured with
+    # bench/webhook_load.py).
+    executor = None if answerer is not None else ThreadPoolExecutor(
+        max_workers=services.config.channels.server.answer_threads, thread_name_prefix="answer")
 
     async def dispatch(incoming):
-        replies = await asyncio.to_thread(safe_route, incoming, services)
+        if answerer is not None:
+            replies = await answerer(incoming)
+        else:
+            loop = asyncio.get_running_loop()
+            replies = await loop.run_in_executor(executor, safe_route, incoming, services)
         if scheduler is not None and incoming.text.strip().startswith(("/", "确认", "到岗")) \
                 and _time.monotonic() - last_sync[0] > 5:
             from schedules.scheduler import resync

@@ -62,6 +62,7 @@ class KnowledgeSettings(_Section):
     auto_ingest_bundled: bool = True
     max_chunk_chars: int = Field(600, ge=200, le=4000)
     max_question_chars: int = Field(4000, ge=100)
+    answer_cache_size: int = Field(4096, ge=0)  # recent answers kept in memory (0: none); dropped on ingest
     chroma: ChromaSettings = Field(default_factory=ChromaSettings)
     embedding: EmbeddingSettings = Field(default_factory=EmbeddingSettings)
     retrieval: RetrievalSettings = Field(default_factory=RetrievalSettings)
@@ -172,6 +173,8 @@ class ServerSettings(_Section):
     port: int = Field(8080, ge=0, le=65535)
     per_user_per_minute: int = Field(30, ge=0)  # messages one sender may have answered (0: no limit)
     failures_per_ip_per_minute: int = Field(20, ge=0)  # refused webhook calls before an address gets 429
+    answer_threads: int = Field(2, ge=1, le=64)  # threads answering messages (Python work holds the GIL)
+    answer_processes: int = Field(0, ge=0, le=64)  # >0: answer in that many worker processes (heavy traffic)
 
 
 class TelegramSettings(_Section):
@@ -189,11 +192,13 @@ class WeComSettings(_Section):
     token_env: str = "SAFEDUTY_WECOM_TOKEN"  # callback Token
     aes_key_env: str = "SAFEDUTY_WECOM_AES_KEY"  # callback EncodingAESKey
     secret_env: str = "SAFEDUTY_WECOM_SECRET"  # the app's Secret
+    api_base: str = ""  # empty: https://qyapi.weixin.qq.com; tests and benchmarks point it at a fake
 
 
 class WeComRobotSettings(_Section):
     enabled: bool = False
     webhook_key_env: str = "SAFEDUTY_WECOM_ROBOT_KEY"  # the key= of the group robot webhook URL
+    api_base: str = ""  # empty: https://qyapi.weixin.qq.com
 
 
 class WeChatMPSettings(_Section):
@@ -202,6 +207,7 @@ class WeChatMPSettings(_Section):
     token_env: str = "SAFEDUTY_WECHAT_TOKEN"
     aes_key_env: str = "SAFEDUTY_WECHAT_AES_KEY"  # EncodingAESKey (safe mode)
     secret_env: str = "SAFEDUTY_WECHAT_SECRET"  # AppSecret
+    api_base: str = ""  # empty: https://api.weixin.qq.com; tests and benchmarks point it at a fake
 
 
 class WebChatSettings(_Section):

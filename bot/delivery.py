@@ -159,12 +159,14 @@ class Sender:
 
     async def drain_once(self, limit: int = 100) -> DrainResult:
         """Resolve, claim and send up to `limit` due rows; never sleeps."""
+        # The database work runs in a worker thread: the sender shares its event loop with webhooks
+        # that must be answered within seconds, and a busy SQLite file can block for a while.
         result = DrainResult()
         now = self.clock()
         if not self._seeded:
-            self._seed_windows(now)
-        result.unroutable = self._resolve_recipients(now, limit)
-        claimed = self._claim(now, limit, result)
+            await asyncio.to_thread(self._seed_windows, now)
+        result.unroutable = await asyncio.to_thread(self._resolve_recipients, now, limit)
+        claimed = await asyncio.to_thread(self._claim, now, limit, result)
         for job in claimed:
             await self._deliver(job, result)
         return result
@@ -300,13 +302,16 @@ class Sender:
         try:
             await self.channels[job.channel].send(job.recipient, job.text, key=job.key)
         except Exception as exc:  # the network edge: every failure is classified, none escapes
-            self._failed(job, exc, result)
+            await asyncio.to_thread(self._failed, job, exc, result)
             return
+        await asyncio.to_thread(self._mark_sent, job)
+        result.sent += 1
+        result.keys.append(job.key)
+
+    def _mark_sent(self, job: _Job) -> None:
         with self.sessions() as session, session.begin():
             session.execute(update(Outbox).where(Outbox.id == job.id, Outbox.status == SENDING)
                             .values(status=SENT, sent_at=self.clock(), last_error=""))
-        result.sent += 1
-        result.keys.append(job.key)
 
     def _failed(self, job: _Job, exc: BaseException, result: DrainResult) -> None:
         failure = classify(exc)

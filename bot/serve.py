@@ -51,6 +51,10 @@ def _media_dir(services, name: str):
     return services.data_dir / "media" / name
 
 
+def _api_base(settings) -> dict:
+    return {"api_base": settings.api_base} if settings.api_base else {}
+
+
 # name -> factory(cls, settings, secrets, services): keyword construction, so a reordered
 # constructor fails loudly (the channel is reported off with the reason) instead of silently.
 FACTORIES = {
@@ -59,11 +63,11 @@ FACTORIES = {
         secret_token=sec.get("secret") or None, media_dir=_media_dir(sv, "telegram")),
     "wecom": lambda cls, st, sec, sv: cls(
         corp_id=st.corp_id, agent_id=st.agent_id, token=sec["token"], encoding_aes_key=sec["aes_key"],
-        secret=sec["secret"], media_dir=_media_dir(sv, "wecom")),
-    "wecom_robot": lambda cls, st, sec, sv: cls(webhook_key=sec["webhook_key"]),
+        secret=sec["secret"], media_dir=_media_dir(sv, "wecom"), **_api_base(st)),
+    "wecom_robot": lambda cls, st, sec, sv: cls(webhook_key=sec["webhook_key"], **_api_base(st)),
     "wechat_mp": lambda cls, st, sec, sv: cls(
         app_id=st.app_id, token=sec["token"], encoding_aes_key=sec["aes_key"], secret=sec["secret"],
-        media_dir=_media_dir(sv, "wechat_mp")),
+        media_dir=_media_dir(sv, "wechat_mp"), **_api_base(st)),
 }
 LABELS = {"web": "本地网页聊天", "telegram": "Telegram", "wecom": "企业微信应用",
           "wecom_robot": "企业微信群机器人", "wechat_mp": "微信公众号"}
@@ -288,37 +292,52 @@ def _channel_ended(status: ChannelStatus, task: asyncio.Task) -> None:
     status.on, status.reason = False, f"运行出错已停止（{type(exc).__name__}: {str(exc)[:200]}）"
 
 
+def start_platforms(services, platforms: list[ChannelStatus], dispatch, stop: asyncio.Event):
+    """Harden each on platform channel, start one outbox sender per push channel and each channel's
+    background work; returns (sender tasks, channel tasks). Used by `serve` and bench/webhook_load.py."""
+    from bot.delivery import Sender
+
+    tasks: list[asyncio.Task] = []
+    background: list[asyncio.Task] = []
+    for s in platforms:
+        harden(s.channel, s.name, services)
+    for s in platforms:
+        if services.db is not None and (hasattr(s.channel, "push") or hasattr(s.channel, "send")):
+            sender = Sender(services.db, {s.name: PushAdapter(s.channel)}, services.config.outbox,
+                            services.clock, name=f"{s.name}-{os.getpid()}")
+            tasks.append(asyncio.create_task(sender.run_forever(stop=stop), name=f"sender-{s.name}"))
+    for s in platforms:
+        if hasattr(s.channel, "run"):
+            task = asyncio.create_task(s.channel.run(dispatch), name=f"channel-{s.name}")
+            task.add_done_callback(functools.partial(_channel_ended, s))
+            background.append(task)
+    return tasks, background
+
+
 async def serve(services, host: str | None = None, port: int | None = None, echo=print,
                 environ=None) -> None:
     """Run until SIGINT/SIGTERM: scheduler, channels, one sender per push channel, the web server."""
     from bot.app import make_dispatch, start_schedules
-    from bot.delivery import Sender
 
     server_settings = services.config.channels.server
     host = host or server_settings.host
     port = server_settings.port if port is None else port
     scheduler = start_schedules(services)
     statuses = build_channels(services, environ)
-    dispatch = make_dispatch(services, scheduler)
+    answerer = None
+    if server_settings.answer_processes:
+        from bot.answer_pool import ProcessAnswerer
+
+        answerer = ProcessAnswerer(services.config, services.data_dir, server_settings.answer_processes)
+        echo(f"正在启动 {server_settings.answer_processes} 个答复进程……")
+        await answerer.warm_up()
+    dispatch = make_dispatch(services, scheduler, answerer)
     app = build_app(services, statuses, dispatch)
     server = _Server.create(app, host, port)
 
     platforms = [s for s in statuses if s.on and s.name != "web"]
-    for s in platforms:
-        harden(s.channel, s.name, services)
     stop = asyncio.Event()
-    tasks: list[asyncio.Task] = []
-    for s in platforms:
-        if services.db is not None and (hasattr(s.channel, "push") or hasattr(s.channel, "send")):
-            sender = Sender(services.db, {s.name: PushAdapter(s.channel)}, services.config.outbox,
-                            services.clock, name=f"{s.name}-{os.getpid()}")
-            tasks.append(asyncio.create_task(sender.run_forever(stop=stop), name=f"sender-{s.name}"))
-    background = []
-    for s in platforms:
-        if hasattr(s.channel, "run"):
-            task = asyncio.create_task(s.channel.run(dispatch), name=f"channel-{s.name}")
-            task.add_done_callback(functools.partial(_channel_ended, s))
-            background.append(task)
+    tasks, background = start_platforms(services, platforms, dispatch, stop)
 
     loop = asyncio.get_running_loop()
     handled = []
@@ -345,6 +364,8 @@ async def serve(services, host: str | None = None, port: int | None = None, echo
             await _close(s.channel)
         if scheduler is not None:
             scheduler.shutdown(wait=False)
+        if answerer is not None:
+            answerer.close()
         for sig in handled:
             loop.remove_signal_handler(sig)
         echo("已停止。")

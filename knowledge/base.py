@@ -6,7 +6,7 @@ import logging
 import re
 import threading
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -26,6 +26,14 @@ ANSWER_CACHE_SIZE = 4096
 _CACHE_KEY_STRIP = re.compile(r"[\s，。？！、,.?!：:；;“”\"'（）()]+")
 
 
+class _Pending:
+    """A computation in progress that other askers of the same question wait for."""
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.answer: Answer | None = None
+
+
 class AnswerCache:
     """Answers to recent questions, keyed by the question without spacing and punctuation.
 
@@ -39,6 +47,7 @@ class AnswerCache:
         self.size = size
         self._items: OrderedDict[str, Answer] = OrderedDict()
         self._lock = threading.Lock()
+        self._pending: dict[str, _Pending] = {}
         self.hits = self.misses = 0
 
     @staticmethod
@@ -48,13 +57,45 @@ class AnswerCache:
     def get(self, question: str) -> Answer | None:
         key = self.key(question)
         with self._lock:
-            answer = self._items.get(key)
-            if answer is None:
-                self.misses += 1
-                return None
-            self._items.move_to_end(key)
-            self.hits += 1
+            return self._lookup(key)
+
+    def _lookup(self, key: str) -> Answer | None:
+        answer = self._items.get(key)
+        if answer is None:
+            self.misses += 1
+            return None
+        self._items.move_to_end(key)
+        self.hits += 1
+        return answer
+
+    def get_or_compute(self, question: str, compute: Callable[[], tuple[Answer, bool]]) -> Answer:
+        """The cached answer, or `compute()` (answer, cacheable) run once for concurrent askers of
+        the same question: a popular question arriving fifty times at once is answered once."""
+        key = self.key(question)
+        with self._lock:
+            answer = self._lookup(key)
+            if answer is not None:
+                return answer
+            pending = self._pending.get(key)
+            owner = pending is None
+            if owner:
+                pending = self._pending[key] = _Pending()
+        if not owner:
+            pending.done.wait()
+            if pending.answer is not None:
+                return pending.answer
+            answer, _ = compute()  # the first asker failed: try on our own
             return answer
+        try:
+            answer, cacheable = compute()
+            pending.answer = answer
+            if cacheable:
+                self.put(question, answer)
+            return answer
+        finally:
+            with self._lock:
+                self._pending.pop(key, None)
+            pending.done.set()
 
     def put(self, question: str, answer: Answer) -> None:
         if self.size <= 0:
@@ -145,13 +186,7 @@ class KnowledgeBase:
             return Answer(False, "请输入要咨询的问题，例如：安全生产法第二十一条讲什么？", mode="refusal")
         if self.is_empty():
             return Answer(False, "知识库还是空的，请管理员先导入法规文件（safeduty kb ingest 路径）。", mode="refusal")
-        cached = self.answers.get(question)
-        if cached is not None:
-            return cached
-        answer, final = self._answer(question)
-        if final:
-            self.answers.put(question, answer)
-        return answer
+        return self.answers.get_or_compute(question, lambda: self._answer(question))
 
     def _answer(self, question: str) -> tuple[Answer, bool]:
         """The answer, and whether it may be cached (not an extractive stand-in for a failed LLM call,

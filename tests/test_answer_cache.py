@@ -41,3 +41,38 @@ def test_cache_keeps_only_the_most_recent_questions():
     for q in ("甲", "乙", "丙"):
         cache.put(q, q)  # any object will do for the eviction rule
     assert cache.get("甲") is None and cache.get("丙") == "丙"
+
+
+def test_concurrent_askers_of_one_question_share_one_computation():
+    import threading
+    import time
+
+    cache = AnswerCache()
+    calls = []
+
+    def compute():
+        calls.append(1)
+        time.sleep(0.2)
+        return "答案", True
+
+    results = []
+    threads = [threading.Thread(target=lambda: results.append(cache.get_or_compute("九小场所是哪些", compute)))
+               for _ in range(5)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert results == ["答案"] * 5 and len(calls) == 1
+
+
+def test_an_answer_not_cacheable_is_computed_again():
+    cache = AnswerCache()
+    calls = []
+
+    def compute():
+        calls.append(1)
+        return "备用答案", False
+
+    cache.get_or_compute("问题", compute)
+    cache.get_or_compute("问题", compute)
+    assert len(calls) == 2

@@ -73,3 +73,24 @@ def test_dedupe_store_down_still_answers(caplog):
     with caplog.at_level(logging.ERROR):
         assert store.seen_in_database("wechat_mp:id:1") is False
     assert "processing wechat_mp:id:1 anyway" in caplog.text
+
+
+def test_over_the_backlog_a_sender_is_asked_to_resend(caplog):
+    import threading
+
+    from bot.channels.wx_callback import BUSY
+
+    gate = threading.Event()
+    rec = Recorder(gate)
+    ch = make(dispatch=rec, reply_timeout=0.1)
+    ch.max_backlog = 1
+    with app_for(ch) as client, caplog.at_level(logging.WARNING):
+        params, body = encrypted(text("慢问题", msg_id="8801"), nonce="a")
+        assert client.post("/wechat/callback", params=params, content=body).text == "success"
+        params, body = encrypted(text("又一个问题", msg_id="8802", user="oOther"), nonce="b")
+        busy = client.post("/wechat/callback", params=params, content=body).text
+        gate.set()
+        client.portal.call(ch.drain)
+    assert open_reply(busy)["Content"] == BUSY
+    assert [i.text for i in rec.seen] == ["慢问题"]
+    assert "answers in progress" in caplog.text

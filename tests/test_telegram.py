@@ -582,3 +582,50 @@ def test_webhook_body_over_the_limit_is_refused(fake, tmp_path, caplog):
         status = client.post(WEBHOOK_PATH, content=b"{" + b" " * 1_100_000 + b"}",
                              headers={"X-Telegram-Bot-Api-Secret-Token": "s3cret-token"}).status_code
     assert status == 413 and "refused 413" in caplog.text
+
+
+def test_reply_the_platform_did_not_take_goes_to_the_outbox_hook(fake, tmp_path):
+    queued = []
+
+    async def later(chat, text, key):
+        queued.append((chat, text, key))
+
+    channel = make_channel(fake, tmp_path)
+    channel.on_late = later
+    dispatch = Recorder(lambda inc: [Reply(text="请选择类别", choices=("消防", "燃气"))])
+
+    async def scenario():
+        async with running(channel, dispatch):
+            fake.fail_next("sendMessage", 502, {"ok": False, "error_code": 502, "description": "Bad Gateway"})
+            fake.add_update(message(text="我要举报"))
+            for _ in range(100):
+                if queued:
+                    break
+                await asyncio.sleep(0.05)
+
+    run(scenario())
+    [(chat, text, key)] = queued
+    assert chat == str(PRIVATE["id"]) and text == "请选择类别\n1. 消防\n2. 燃气"
+    assert key.startswith(f"telegram:reply:{PRIVATE['id']}:")
+
+
+def test_reply_refused_for_good_is_not_queued(fake, tmp_path, caplog):
+    queued = []
+
+    async def later(chat, text, key):
+        queued.append(chat)
+
+    channel = make_channel(fake, tmp_path)
+    channel.on_late = later
+
+    async def scenario():
+        async with running(channel, Recorder()):
+            fake.fail_next("sendMessage", 403, {"ok": False, "error_code": 403,
+                                                "description": "Forbidden: bot was blocked by the user"})
+            fake.add_update(message(text="你好"))
+            await fake.await_for("sendMessage")
+            await asyncio.sleep(0.2)
+
+    with caplog.at_level(logging.WARNING, logger="bot.channels.telegram"):
+        run(scenario())
+    assert queued == [] and "refused" in caplog.text

@@ -25,6 +25,7 @@ import hmac
 import json
 import logging
 import re
+import uuid
 import warnings
 from collections import OrderedDict, defaultdict
 from collections.abc import Awaitable
@@ -178,6 +179,8 @@ class TelegramChannel:
         self._ready = asyncio.Event()
         self._choice_tokens: OrderedDict[str, str] = OrderedDict()  # long choice texts by token
         self._pushed_parts: OrderedDict[str, int] = OrderedDict()  # key -> parts already delivered
+        # Where a reply the platform did not take goes (async (chat, text, key)); serve: the outbox.
+        self.on_late = None
         # Flood limits (per process; `safeduty serve` sets them from channels.server.flood).
         self.per_user = FloodGuard(PER_USER_PER_MINUTE)
         self.failures = FloodGuard(FAILURES_PER_IP_PER_MINUTE)
@@ -429,7 +432,9 @@ class TelegramChannel:
         return InlineKeyboardMarkup([buttons[i:i + per_row] for i in range(0, len(buttons), per_row)])
 
     async def _send_reply(self, chat: str | int, reply: Reply, reply_to: int | None = None) -> None:
-        """Interactive reply: waits out a short 429 once per part; other errors are logged."""
+        """Interactive reply: waits out a short 429 once per part. A part the platform did not take
+        for a passing reason (timeout, 5xx, a long 429) goes, with the rest, to `on_late` (the outbox
+        under `safeduty serve`, retried with back-off); without it, or on a permanent error, it is logged."""
         parts = split_text(reply.text or "…")
         for index, part in enumerate(parts):
             markup = self.keyboard(reply.choices) if reply.choices and index == len(parts) - 1 else None
@@ -441,12 +446,29 @@ class TelegramChannel:
                 except RetryAfter as exc:
                     wait = retry_after_seconds(exc)
                     if attempt or wait > REPLY_RETRY_AFTER_CAP:
-                        log.warning("telegram: reply to %s dropped, rate limited for %ss", chat, wait)
+                        await self._reply_later(chat, parts[index:], reply, f"rate limited for {wait}s")
                         return
                     await asyncio.sleep(wait)
                 except TelegramError as exc:
-                    log.warning("telegram: reply to %s failed: %s", chat, exc)
+                    if isinstance(map_error(exc), PermanentError):
+                        log.warning("telegram: reply to %s refused: %s", chat, exc)
+                    else:
+                        await self._reply_later(chat, parts[index:], reply, str(exc))
                     return
+
+    async def _reply_later(self, chat: str | int, parts: list[str], reply: Reply, why: str) -> None:
+        if self.on_late is None:
+            log.warning("telegram: reply to %s dropped (%s)", chat, why)
+            return
+        text = "\n".join(parts)
+        if reply.choices:  # buttons cannot travel through the outbox: number them instead
+            text += "\n" + "\n".join(f"{i}. {c}" for i, c in enumerate(reply.choices, start=1))
+        key = f"telegram:reply:{chat}:{uuid.uuid4().hex}"
+        try:
+            await self.on_late(str(chat), text, key)
+            log.info("telegram: reply to %s queued in the outbox (%s)", chat, why)
+        except Exception:
+            log.exception("telegram: reply to %s lost: sending failed (%s) and queueing failed", chat, why)
 
     async def send(self, chat: str, reply: Reply) -> None:
         """Channel protocol: deliver a Reply to a chat (buttons included); errors are raised mapped."""

@@ -28,6 +28,11 @@ from bot.types import Attachment, Reply
 
 log = logging.getLogger("bot.channels.wx")
 
+# Answers being worked on beyond which a new message gets a "busy" note at once instead of joining
+# a queue it would leave only minutes later (the sender is told to resend; nothing is dropped silently).
+MAX_BACKLOG = 2000
+BUSY = "当前咨询人数较多，请稍后再发一次。"
+
 
 LateHook = Callable[[str, str, str], Any]  # async (chat, text, key) -> None
 
@@ -57,7 +62,10 @@ class CallbackChannel:
         # Flood limits (per process; `safeduty serve` sets them from channels.server.flood).
         self.per_user = FloodGuard(PER_USER_PER_MINUTE)
         self.failures = FloodGuard(FAILURES_PER_IP_PER_MINUTE)
+        self.max_backlog = MAX_BACKLOG
         self._tasks: set[asyncio.Task] = set()
+        self._backlog = 0  # dispatches started and not finished (answers being worked on)
+        self._busy, self._busy_logged_at = 0, float("-inf")
 
     # ------------------------------------------------------------ WebhookChannel
 
@@ -133,6 +141,9 @@ class CallbackChannel:
         return PlainTextResponse(echo)
 
     async def _post(self, request: Request) -> Response:
+        # The platform's 5 s start when it sent the request: count from arrival, not from dispatch.
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.reply_timeout
         q = dict(request.query_params)
         if (cut := self._cut_off(request)) is not None:
             return cut
@@ -162,8 +173,17 @@ class CallbackChannel:
             log.warning("%s: %s sent over %d messages in a minute; dropping the rest of the minute",
                         self.name, sender, self.per_user.limit)
             return Response(self._seal(q, self._reply_xml(msg, TOO_FAST)), media_type="application/xml")
+        if self._backlog >= self.max_backlog:
+            self._busy += 1
+            if loop.time() - self._busy_logged_at > 10:  # one line per 10 s, not one per message
+                log.warning("%s: %d answers in progress; %d sender(s) asked to resend so far",
+                            self.name, self._backlog, self._busy)
+                self._busy_logged_at = loop.time()
+            return Response(self._seal(q, self._reply_xml(msg, BUSY)), media_type="application/xml")
         task = asyncio.ensure_future(self._process(msg))
-        done, _ = await asyncio.wait({task}, timeout=self.reply_timeout)
+        self._backlog += 1
+        task.add_done_callback(self._finished)
+        done, _ = await asyncio.wait({task}, timeout=max(0.0, deadline - loop.time()))
         if not done:
             self._tasks.add(task)
             task.add_done_callback(lambda t: self._late(t, msg, key))
@@ -178,6 +198,9 @@ class CallbackChannel:
         return Response(self._seal(q, xml), media_type="application/xml")
 
     # ------------------------------------------------------------ processing
+
+    def _finished(self, task: asyncio.Task) -> None:
+        self._backlog -= 1
 
     async def _process(self, msg: dict[str, str]) -> list[Reply]:
         photo = None

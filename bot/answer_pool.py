@@ -1,0 +1,91 @@
+"""Answering in worker processes, for `safeduty serve` under heavy traffic.
+
+Answering a message is mostly Python (retrieval, the router, the ledger), so in one process it
+holds the GIL that the event loop needs to accept webhooks and keep the 5-second rule. With
+`channels.server.answer_processes: N` the router runs in N spawned worker processes, each with its
+own Services on the same data directory and database (conversation state is in the database,
+so any worker can take any message); the server process keeps the HTTP, crypto and outbox work.
+
+Workers open the knowledge base read-only (no ingest: the server process did that at start) and
+use the system clock. A worker that dies breaks the pool; the next message rebuilds it and is
+retried once.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import multiprocessing
+import os
+import threading
+import time
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+_services = None  # this worker's Services (set by _start_worker)
+
+
+def _start_worker(config, data_dir: str, parent: int) -> None:
+    global _services
+    from bot.app import build_services, setup_logging
+
+    threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True, name="parent-watch").start()
+
+    _services = build_services(config, data_dir, ingest=False)
+    setup_logging(config, _services.data_dir)
+
+
+def _exit_with_parent(parent: int) -> None:
+    """A worker whose server was killed (SIGKILL leaves no time to shut the pool down) exits too."""
+    while os.getppid() == parent:
+        time.sleep(2)
+    os._exit(0)
+
+
+def _route(incoming):
+    from bot.router import safe_route
+
+    return safe_route(incoming, _services)
+
+
+def _ready() -> bool:
+    return _services is not None
+
+
+class ProcessAnswerer:
+    """An awaitable `safe_route` that runs in a pool of worker processes."""
+
+    def __init__(self, config, data_dir: Path, processes: int) -> None:
+        self.config, self.data_dir, self.processes = config, Path(data_dir), processes
+        self.pool = self._new_pool()
+
+    def _new_pool(self) -> ProcessPoolExecutor:
+        # spawn, not fork: the server process has threads and an event loop that must not be copied
+        return ProcessPoolExecutor(self.processes, mp_context=multiprocessing.get_context("spawn"),
+                                   initializer=_start_worker,
+                                   initargs=(self.config, str(self.data_dir), os.getpid()))
+
+    async def warm_up(self) -> None:
+        """Start every worker now (each loads the knowledge base), not on the first question."""
+        loop = asyncio.get_running_loop()
+        await asyncio.gather(*(loop.run_in_executor(self.pool, _ready) for _ in range(self.processes)))
+
+    async def __call__(self, incoming):
+        loop = asyncio.get_running_loop()
+        for attempt in range(2):
+            pool = self.pool
+            try:
+                return await loop.run_in_executor(pool, _route, incoming)
+            except BrokenProcessPool:
+                if attempt:
+                    raise
+                log.error("an answer worker died; restarting the pool of %d", self.processes)
+                if self.pool is pool:
+                    self.pool = self._new_pool()
+                    pool.shutdown(wait=False, cancel_futures=True)
+        raise AssertionError("unreachable")
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=False, cancel_futures=True)
