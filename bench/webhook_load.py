@@ -164,6 +164,8 @@ async def _serve(services, port: int, environ: dict) -> None:
 
         answerer = ProcessAnswerer(services.config, services.data_dir, services.config.channels.server.answer_processes)
         await answerer.warm_up()
+    else:
+        await asyncio.to_thread(services.kb.warm_up)  # as serve does
     real = make_dispatch(services, answerer=answerer)
 
     async def echo(incoming):  # no knowledge base, no thread hop: the transport ceiling

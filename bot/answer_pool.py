@@ -50,8 +50,14 @@ def _route(incoming):
     return safe_route(incoming, _services)
 
 
-def _ready() -> bool:
-    return _services is not None
+def _warm() -> int:
+    from bot.router import safe_route
+    from bot.types import Incoming
+
+    _services.kb.warm_up()
+    safe_route(Incoming(channel="warm-up", chat="warm-up", user="warm-up", text="/help"), _services)  # router, DB
+    time.sleep(0.1)  # let the other workers take the other warm-up calls
+    return os.getpid()
 
 
 class ProcessAnswerer:
@@ -68,9 +74,14 @@ class ProcessAnswerer:
                                    initargs=(self.config, str(self.data_dir), os.getpid()))
 
     async def warm_up(self) -> None:
-        """Start every worker now (each loads the knowledge base), not on the first question."""
+        """Start and warm every worker now (knowledge base, embedding model), not on the first questions."""
         loop = asyncio.get_running_loop()
-        await asyncio.gather(*(loop.run_in_executor(self.pool, _ready) for _ in range(self.processes)))
+        warmed: set[int] = set()
+        for _ in range(3):  # the pool does not promise one call per worker: repeat until all were seen
+            pids = await asyncio.gather(*(loop.run_in_executor(self.pool, _warm) for _ in range(self.processes)))
+            warmed.update(pids)
+            if len(warmed) >= self.processes:
+                return
 
     async def __call__(self, incoming):
         loop = asyncio.get_running_loop()
@@ -88,4 +99,4 @@ class ProcessAnswerer:
         raise AssertionError("unreachable")
 
     def close(self) -> None:
-        self.pool.shutdown(wait=False, cancel_futures=True)
+        self.pool.shutdown(wait=True, cancel_futures=True)

@@ -331,6 +331,8 @@ async def serve(services, host: str | None = None, port: int | None = None, echo
         answerer = ProcessAnswerer(services.config, services.data_dir, server_settings.answer_processes)
         echo(f"正在启动 {server_settings.answer_processes} 个答复进程……")
         await answerer.warm_up()
+    elif services.kb is not None:  # the first question must not pay the model's warm-up inside the 5 s
+        await asyncio.to_thread(services.kb.warm_up)
     dispatch = make_dispatch(services, scheduler, answerer)
     app = build_app(services, statuses, dispatch)
     server = _Server.create(app, host, port)

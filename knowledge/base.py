@@ -202,6 +202,13 @@ class KnowledgeBase:
             return extractive, False
         return extractive, True
 
+    def warm_up(self) -> None:
+        """Load what the first question would otherwise pay for (the embedding model's first run,
+        the topic gate's vectors: about 2 s), without caching an answer."""
+        if not self.is_empty():
+            for question in ("生产经营单位的安全生产责任有哪些", "三管三必须是什么意思"):  # passages, glossary
+                self._answer(question)
+
     def article(self, request: str, full: bool = True) -> Answer:
         """'/article 安全生产法 第二十一条' (or '21'): the article text, whole."""
         law = vocabulary.resolve_law_alias(request)
