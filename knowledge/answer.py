@@ -15,6 +15,8 @@ from knowledge.scope import missing_quantity
 from knowledge.types import Answer, Citation, Hit
 
 log = logging.getLogger(__name__)
+# Passages searched for a stated quantity; each must state it next to the question's words (scope.py).
+QUANTITY_PASSAGES = 5
 _SENTENCE_RE = re.compile(r"[^。！？；\n]+[。！？；]?")
 
 
@@ -47,7 +49,8 @@ def decline_reason(retrieval: Retrieval, style: AnswerStyle) -> str | None:
         return f"asks about {retrieval.foreign}, not in the library"
     if retrieval.topic_margin is not None and retrieval.topic_margin < style.min_topic_margin:
         return f"off-topic (margin {retrieval.topic_margin:.3f})"
-    if missing_quantity(retrieval.query.text, [h.chunk.text for h in retrieval.hits[:3]]):
+    if missing_quantity(retrieval.query.text, [h.chunk.text for h in retrieval.hits[:QUANTITY_PASSAGES]],
+                        retrieval.signals.get("quantity_anchors")):
         return "asks for an amount none of the best passages states"
     if confidence(retrieval) < style.min_confidence:
         return f"weak evidence ({confidence(retrieval):.2f})"

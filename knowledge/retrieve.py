@@ -4,6 +4,7 @@ and the words of the law. Retrieval knows nothing of answers or chats.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -12,7 +13,7 @@ from knowledge import vocabulary
 from knowledge.index import KnowledgeIndex
 from knowledge.lexical import top_k
 from knowledge.numerals import ARTICLE_REF_RE, BARE_ARTICLE_RE, cn_to_int
-from knowledge.scope import foreign_reference
+from knowledge.scope import foreign_reference, quantity_anchors
 from knowledge.types import Hit
 
 
@@ -28,6 +29,8 @@ class RetrievalSettings:
     dense_weight: float = 0.4
     expansion_weight: float = 0.5  # BM25 weight of vocabulary-bridge terms relative to the question's own
     named_law_boost: float = 0.2  # relative bonus for chunks of a law (or article number) the question names
+    answer_type_boost: float = 0.15  # relative bonus for passages stating what the question asks for (a time, a fine ...)
+    liability_penalty: float = 0.1  # relative malus for 法律责任 articles when the question does not ask about sanctions
 
 
 @dataclass
@@ -39,6 +42,7 @@ class Query:
     expansion: list[str]
     law: str | None = None  # full title of a law the question names
     article_no: int | None = None  # article number the question names
+    phrases: list[str] = field(default_factory=list)  # the vocabulary's legal wording, before segmentation
 
 
 @dataclass
@@ -61,10 +65,11 @@ def analyse(index: KnowledgeIndex, question: str) -> Query:
     m = ARTICLE_REF_RE.search(question) or (BARE_ARTICLE_RE.search(question) if law else None)
     if m:
         article_no = cn_to_int(m.group(1))
+    phrases = expansions_for(question)
     expansion: list[str] = []
-    for words in expansions_for(question):
+    for words in phrases:
         expansion.extend(seg.tokens(words))
-    return Query(question, seg.tokens(question), expansion, law, article_no)
+    return Query(question, seg.tokens(question), expansion, law, article_no, phrases)
 
 
 def retrieve(index: KnowledgeIndex, question: str, k: int = 10, settings: RetrievalSettings | None = None) -> Retrieval:
@@ -94,6 +99,8 @@ def retrieve(index: KnowledgeIndex, question: str, k: int = 10, settings: Retrie
         )
         fused = np.where(named, fused * (1.0 + settings.named_law_boost), fused)
 
+    if settings.answer_type_boost or settings.liability_penalty:
+        fused = _question_type_adjust(index, question, fused, settings)
     ordered = [p for p in top_k(fused, k + len(exact)) if p not in exact]
     lex_rank = {p: r for r, p in enumerate(top_k(lexical, settings.candidates), start=1)}
     dense_rank = {p: r for r, (p, _) in enumerate(dense_ranked, start=1)}
@@ -110,7 +117,57 @@ def retrieve(index: KnowledgeIndex, question: str, k: int = 10, settings: Retrie
         coverage=_coverage(index, query, best),
         foreign=None if exact else foreign_reference(question, index.titles),
         topic_margin=index.topic_gate.margin(vector) if vector is not None and index.topic_gate else None,
+        signals={"quantity_anchors": quantity_anchors(question, query.phrases, lambda w: _is_common(index, w))},
     )
+
+
+# What a question asks for, and how a passage that supplies it reads: "多久" wants a duration or a
+# frequency (1小时内, 每月), "怎么罚" a sanction, "算不算" a definition or scope clause (所称, 是指,
+# 适用本条例). A passage of the right kind gets a small relative bonus among the fused candidates.
+_NUM = "[0-9０-９一二三四五六七八九十两半百千]"
+ANSWER_TYPES: tuple[tuple[re.Pattern[str], re.Pattern[str]], ...] = (
+    (re.compile(r"多久|多长时间|多少天|几天|多少日|几日|几个月|多少个月|几年|多少年|几个小时|几小时|多少小时|频率|期限|时限|提前多|隔多"),
+     re.compile(rf"{_NUM}+\s*(?:个)?(?:小时|日|天|月|年|周)|每(?:日|天|周|月|季|半年|年|{_NUM})")),
+    (re.compile(r"罚多少|怎么罚|如何处罚|怎么处罚|怎么处理|罚款|罚不罚|会被罚|要罚|什么处罚|什么处理|什么责任|担什么|处分"),
+     re.compile(r"罚款|处分|吊销|责令|追究")),
+    (re.compile(r"多少钱|赔多少|交多少|多少费用"), re.compile(rf"{_NUM}+\s*(?:万)?元|倍")),
+    (re.compile(r"几个人|几人|多少人|几名"), re.compile(rf"{_NUM}+\s*(?:名|人)")),
+    (re.compile(r"算不算|算是|才算|属于|什么是|什么叫|指什么|指的是|哪几类|几类|分哪几|分为哪|包括哪|归.{0,16}管"),
+     re.compile(r"所称|是指|分为|适用本|不适用")),
+)
+# Articles under 法律责任 restate every duty (to punish its breach), so they match duty questions word for
+# word; unless the question asks about sanctions or liability they are pushed down a little.
+LIABILITY_HEADING_RE = re.compile(r"法律责任|罚则")
+LIABILITY_ASK_RE = re.compile(r"罚|处分|处理|处置|责任|追究|吊销|赔|担责|后果|判|坐牢|拘留|违法|查处|整顿|关停|停产")
+
+
+def _question_type_adjust(index: KnowledgeIndex, question: str, fused: np.ndarray, settings: RetrievalSettings) -> np.ndarray:
+    wanted = [states for asks, states in ANSWER_TYPES if asks.search(question)]
+    liability = LIABILITY_ASK_RE.search(question) is not None
+    out = fused.copy()
+    for pos in top_k(fused, settings.candidates):
+        chunk = index.chunks[pos]
+        if wanted and any(states.search(chunk.text) for states in wanted):
+            out[pos] *= 1.0 + settings.answer_type_boost
+        if not liability and any(LIABILITY_HEADING_RE.search(h) for h in chunk.heading_path):
+            out[pos] *= 1.0 - settings.liability_penalty
+    return out
+
+
+COMMON_SHARE = 0.1  # a word in more than this share of all passages cannot say what a number is about
+_DF_CACHE_MAX = 50_000
+
+
+def _is_common(index: KnowledgeIndex, word: str) -> bool:
+    """Is the word in more than COMMON_SHARE of all passages (安全, 生产, 单位 ...)? Cached until the
+    passage set changes (the lexical index is rebuilt then)."""
+    cache = index.__dict__.setdefault("_df_cache", {})
+    if cache.get("\0key") is not index.lexical or len(cache) > _DF_CACHE_MAX:
+        cache.clear()
+        cache["\0key"] = index.lexical
+    if word not in cache:
+        cache[word] = sum(1 for c in index.chunks if word in c.text)
+    return cache[word] > COMMON_SHARE * len(index.chunks)
 
 
 def _normalised(scores: np.ndarray) -> np.ndarray:

@@ -9,10 +9,13 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 
 import numpy as np
+import rjieba
 
 from knowledge import vocabulary
+from knowledge.lexical import STOPWORDS
 
 # Well-known laws and codes that are not in the bundled library. A question asking what they say
 # must not be answered from a safety regulation that merely looks similar.
@@ -47,6 +50,8 @@ OTHER_TOPICS = (
     "个人所得税、增值税和发票等税务问题",
     "养老保险、医疗保险、医保报销和社保缴费",
     "结婚、离婚、继承和家庭纠纷",
+    "离婚后子女的抚养费、抚养权和探视",
+    "医保卡、医保异地就医备案和医疗费用报销",
     "劳动合同、试用期、加班工资和辞职辞退",
     "公务员招录、考核、职级晋升和人事管理",
     "天气预报、气温和降雨",
@@ -88,22 +93,81 @@ class TopicGate:
 
 
 # A question that asks for a quantity in some unit can only be answered by a passage that states a
-# quantity in that unit ("罚多少钱" needs 元; "多少学时" needs 学时). (question pattern, passage pattern)
+# number in that unit ("罚多少钱" needs 二万元; "多少学时" needs 24学时) next to what the question is
+# about: a number in the right unit elsewhere in the passage (a fine in another clause, a year in a
+# date) does not answer it. (question pattern, passage pattern of a stated quantity)
+_N = "[0-9０-９〇零一二三四五六七八九十两百千万半]"
+_MONEY = re.compile(rf"{_N}+\s*(?:万|千|百)?元|{_N}+\s*倍|收入(?:的)?(?:{_N}+\s*[%％]|百分之)")
 QUANTITY_UNITS: tuple[tuple[re.Pattern[str], re.Pattern[str]], ...] = (
-    (re.compile(r"多少钱|罚多少|交多少|赔多少|多少费用|多少万|预算是?多少|经费是?多少"), re.compile(r"元|倍")),
+    (re.compile(r"多少钱|罚多少|交多少|赔多少|多少费用|多少万|多少[\u4e00-\u9fff]{0,8}?(?:经费|资金|预算|补助|补贴|费用|钱)"
+                r"|(?:预算|经费|资金|费用|工资)(?:是|有|一共)?多少"), _MONEY),
     (re.compile(r"(?:电话|号码|热线)(?:是)?多少|打什么电话|电话号"), re.compile(r"\d{3,}|[一二三四五六七八九零〇]{3,}")),
-    (re.compile(r"(?:几|多少)个?(?:小时|学时|课时)"), re.compile(r"小时|学时|课时")),
-    (re.compile(r"(?:几|多少)个?月"), re.compile(r"个月|月内|月以")),
-    (re.compile(r"(?:几|多少)年"), re.compile(r"年")),
-    (re.compile(r"比例|百分之|占比"), re.compile(r"%|％|百分之|比例|分之")),
-    (re.compile(r"多远|多少米|几米"), re.compile(r"米")),
+    (re.compile(r"(?:几|多少)个?(?:小时|学时|课时)"), re.compile(rf"{_N}+\s*个?(?:小时|学时|课时)")),
+    # "这几个月" / "这几年" / "请了几天假" are not questions about a number
+    (re.compile(r"(?<![这那前近头])(?:几|多少)个?月"), re.compile(rf"{_N}+\s*个月|半年|{_N}+\s*年")),
+    (re.compile(r"(?<![这那前近头])(?:几|多少)年"),
+     re.compile(r"(?<![0-9])[0-9]{1,2}\s*年|[〇零一二三四五六七八九十两半]+\s*年|每年|年度")),  # not 2016年
+    (re.compile(r"多少(?:个工作)?(?:天|日)|(?:提前|要|需要|得|用)几(?:个工作)?(?:天|日)|几(?:个工作)?(?:天|日)(?:内|以内|之内)"),
+     re.compile(rf"{_N}+\s*个?(?:工作)?(?:日|天)")),
+    (re.compile(r"(?:几|多少)分钟"), re.compile(rf"{_N}+\s*分钟")),
+    (re.compile(r"比例|百分之|占比"), re.compile(rf"{_N}+\s*[%％]|百分之|{_N}+分之")),
+    (re.compile(r"多远|多少米|几米|多少公里"), re.compile(rf"{_N}+\s*(?:米|公里|千米)")),
+)
+QUANTITY_WINDOW = 25  # characters either side of a stated quantity in which the question's subject must appear
+# Words that never say what a number is about.
+_FILLER = frozenset("今年 去年 明年 前年 目前 现在 一共 总共 共计 合计 最低 最高 最多 最少 至少 不能 低于 高于 超过 一般 大概".split())
+# A fine does not tell what a fee, a wage or a budget is: unless the question is about sanctions, an
+# amount followed by 罚款 does not answer "交多少钱".
+_SANCTION_ASK_RE = re.compile(r"罚|处分|赔|追究|违法|违规|责任")
+_SANCTION_RE = re.compile(r"罚款|罚金|处分|赔偿")
+
+
+def quantity_anchors(question: str, expansions: list[str], is_common: Callable[[str], bool]) -> frozenset[str] | None:
+    """The words a stated quantity must stand next to: the question's own words (without the quantity
+    question itself) and their legal wording from the vocabulary, less words so common in the library
+    (安全, 生产, 单位 ...) that they stand next to every number. None when no quantity is asked."""
+    asked = [asks for asks, _ in QUANTITY_UNITS if asks.search(question)]
+    if not asked:
+        return None
+    rest = _ASK_WORDS_RE.sub(" ", question)  # "多少钱", "几个月": the unit asked for is not the subject
+    words: set[str] = set()
+    for text in (rest, *expansions):
+        for word in rjieba.cut(text, True):
+            words.add(word)
+            # a long dictionary compound (安全生产许可证有效期) also stands for its parts of three or more
+            # characters (许可证, 有效期); shorter parts (专项 of 专项经费) are too vague to anchor a number
+            if len(word) >= 5:
+                words.update(part for part in rjieba.cut_for_search(word, True) if len(part) >= 3)
+    return frozenset(
+        w for w in words
+        if len(w) >= 2 and _CJK_WORD_RE.fullmatch(w) and w not in STOPWORDS and w not in _FILLER
+        and "多少" not in w and "几" not in w and not is_common(w)
+    )
+
+
+_CJK_WORD_RE = re.compile(r"[\u4e00-\u9fff]+")
+_ASK_WORDS_RE = re.compile(
+    r"(?:是|有|一共)?(?:多少|几)个?(?:工作)?(?:钱|万|小时|学时|课时|月|年|天|日|分钟|米|公里)?|百分之|比例|占比|多远|电话号"
 )
 
 
-def missing_quantity(question: str, passages: list[str]) -> bool:
-    """True when the question asks for an amount in a unit that none of the passages mention."""
-    text = "".join(passages)
+def missing_quantity(question: str, passages: list[str], anchors: frozenset[str] | None = None) -> bool:
+    """True when the question asks for an amount in a unit that no passage states next to one of the
+    anchor words (any mention of the unit counts when there are no anchors)."""
+    sanctions = _SANCTION_ASK_RE.search(question) is not None
     for asks, states in QUANTITY_UNITS:
-        if asks.search(question) and not states.search(text):
+        if asks.search(question) and not any(
+            _stated_near(states, p, anchors or frozenset(), skip_fines=states is _MONEY and not sanctions) for p in passages
+        ):
+            return True
+    return False
+
+
+def _stated_near(states: re.Pattern[str], passage: str, anchors: frozenset[str], skip_fines: bool) -> bool:
+    for m in states.finditer(passage):
+        if skip_fines and _SANCTION_RE.search(passage, m.end(), m.end() + 12):
+            continue
+        window = passage[max(0, m.start() - QUANTITY_WINDOW) : m.end() + QUANTITY_WINDOW]
+        if not anchors or any(a in window for a in anchors):
             return True
     return False

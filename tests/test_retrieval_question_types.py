@@ -1,0 +1,89 @@
+"""Question-type signals in retrieval and refusal: what a question asks for (a duration, a sanction,
+a definition, an amount) steers ranking, and an amount must be stated next to what is asked about."""
+
+from knowledge.retrieve import RetrievalSettings, retrieve
+from knowledge.scope import missing_quantity, quantity_anchors
+
+
+def never_common(word: str) -> bool:
+    return False
+
+
+def test_anchors_drop_the_question_word_and_its_unit():
+    anchors = quantity_anchors("我们镇今年一共拨了多少安全生产专项经费", [], never_common)
+    assert "专项经费" in anchors
+    assert not any("多少" in a or a in {"今年", "一共"} for a in anchors)
+    assert quantity_anchors("灭火器放在哪里", [], never_common) is None  # no amount asked
+
+
+def test_anchors_leave_out_words_common_in_the_library():
+    anchors = quantity_anchors("安全生产许可证有效期几年", [], lambda w: w in {"安全", "生产"})
+    assert "有效期" in anchors and "安全" not in anchors
+
+
+def test_amount_must_stand_next_to_the_subject():
+    question = "企业的安全生产许可证有效期是几年？"
+    anchors = quantity_anchors(question, [], never_common)
+    near = "安全生产许可证的有效期为3年。"
+    far = "本条例自2004年1月13日起施行。" + "其他内容" * 20 + "有效期"
+    assert not missing_quantity(question, [near], anchors)
+    assert missing_quantity(question, [far], anchors)
+
+
+def test_a_year_in_a_date_is_not_a_duration():
+    question = "电梯用满多少年必须报废？"
+    anchors = quantity_anchors(question, [], never_common)
+    assert missing_quantity(question, ["2016年，全市电梯报废工作全面推开。"], anchors)
+
+
+def test_vague_few_days_is_not_a_quantity_question():
+    # "请了几天假" says how long, it does not ask it
+    assert not missing_quantity("我去参加防汛抢险请了几天假，单位能扣我工资吗？", ["无关段落"], frozenset())
+    assert missing_quantity("事故报告要在多少天内补报？", ["无关段落"], frozenset())
+
+
+def test_a_fine_does_not_answer_a_fee_question_but_answers_a_fine_question():
+    passage = "未取得危险化学品经营许可证从事经营的，处10万元以上20万元以下的罚款。"
+    fee = "办危险化学品经营许可证要交多少钱？"
+    fine = "没有危险化学品经营许可证就经营，要罚多少钱？"
+    assert missing_quantity(fee, [passage], quantity_anchors(fee, [], never_common))
+    assert not missing_quantity(fine, [passage], quantity_anchors(fine, [], never_common))
+
+
+OFF = RetrievalSettings(answer_type_boost=0.0, liability_penalty=0.0)
+
+
+def _top(kb, question, settings=None, k=5):
+    return retrieve(kb.index, question, k=k, settings=settings).hits
+
+
+def _rank(hits, title, article):
+    return next((i for i, h in enumerate(hits) if (h.chunk.doc_title, h.chunk.article) == (title, article)), 99)
+
+
+def test_frequency_question_reaches_the_article_that_states_a_frequency(bundled_kb):
+    question = "锅炉、压力容器这些设备，使用单位自己检查的频率有规定吗"
+    on = _rank(_top(bundled_kb, question, k=10), "特种设备安全监察条例", "第二十七条")  # 至少每月进行一次自行检查
+    off = _rank(_top(bundled_kb, question, OFF, k=10), "特种设备安全监察条例", "第二十七条")
+    assert on < 5 and on < off
+
+
+def test_definition_question_reaches_the_defining_clause(bundled_kb):
+    hits = _top(bundled_kb, "哪些设备属于特种设备")
+    assert any("所称特种设备" in h.chunk.text for h in hits)
+
+
+def test_duty_question_is_not_answered_from_the_liability_chapter(bundled_kb):
+    question = "剧毒化学品在仓库里怎么存放保管"
+
+    def liability(hits):
+        return sum(1 for h in hits if any("法律责任" in p for p in h.chunk.heading_path))
+
+    assert liability(_top(bundled_kb, question)) < liability(_top(bundled_kb, question, OFF))
+    # a question about sanctions still gets the liability chapter
+    assert liability(_top(bundled_kb, "剧毒化学品没有双人保管，会被怎么处罚")) > 0
+
+
+def test_fee_question_with_only_fines_in_the_library_is_declined(bundled_kb):
+    answer = bundled_kb.ask("办理危险化学品经营许可证要交多少钱手续费？")
+    assert not answer.answered
