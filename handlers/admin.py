@@ -35,7 +35,8 @@ def bind_command(incoming: Incoming, services, args: str) -> list[Reply]:
                       "发送 /mine 查看您负责的隐患。")]
 
 
-def _admin(session, incoming: Incoming):
+def acting_admin(session, incoming: Incoming):
+    """The bound 安委办 admin sending this message, or None."""
     person = person_for(session, incoming.channel, incoming.user)
     return person if person is not None and person.has_role("admin") else None
 
@@ -47,7 +48,7 @@ def bindcode_command(incoming: Incoming, services, args: str) -> list[Reply]:
         return [Reply("用法：/bindcode 姓名（重名时用 #编号）")]
     try:
         with transaction(services.db) as session:
-            admin = _admin(session, incoming)
+            admin = acting_admin(session, incoming)
             if admin is None:
                 return [Reply(ADMIN_ONLY)]
             if incoming.is_group:
@@ -71,7 +72,7 @@ def route_command(incoming: Incoming, services, args: str) -> list[Reply]:
                       "或 /route 地点=幸福小区 幸福社区 [网格员姓名]")]
     try:
         with transaction(services.db) as session:
-            if _admin(session, incoming) is None:
+            if acting_admin(session, incoming) is None:
                 return [Reply(ADMIN_ONLY)]
             head = parts[0]
             for prefix in ("地点=", "地点：", "地点:"):
@@ -92,7 +93,7 @@ def routes_command(incoming: Incoming, services, args: str) -> list[Reply]:
     if services.db is None:
         return [Reply(NO_DB)]
     with transaction(services.db) as session:
-        if _admin(session, incoming) is None:
+        if acting_admin(session, incoming) is None:
             return [Reply(ADMIN_ONLY)]
         rows = list_routes(session)
     categories = [f"· {r.key} → {r.unit}" for r in rows if r.kind == "category"]

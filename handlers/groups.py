@@ -7,18 +7,12 @@
 from __future__ import annotations
 
 from bot.ledger.groups import bind_group, group_of_chat, list_groups, unbind_chat
-from bot.ledger.people import PeopleError, person_for
+from bot.ledger.people import PeopleError
 from bot.storage.db import transaction
 from bot.types import Incoming, Reply
+from handlers.admin import ADMIN_ONLY, NO_DB, acting_admin
 
-NO_DB = "隐患台账未启用。"
-ADMIN_ONLY = "该命令仅限安委办管理员使用。"
 IN_GROUP_ONLY = "请在要接收推送的群里发送这个命令。"
-
-
-def _admin(session, incoming: Incoming):
-    person = person_for(session, incoming.channel, incoming.user)
-    return person if person is not None and person.has_role("admin") else None
 
 
 def _configured(services, name: str) -> bool:
@@ -32,7 +26,7 @@ def bindgroup_command(incoming: Incoming, services, args: str) -> list[Reply]:
         return [Reply(IN_GROUP_ONLY)]
     try:
         with transaction(services.db) as session:
-            admin = _admin(session, incoming)
+            admin = acting_admin(session, incoming)
             if admin is None:
                 return [Reply(ADMIN_ONLY)]
             if not args.strip():
@@ -56,7 +50,7 @@ def unbindgroup_command(incoming: Incoming, services, args: str) -> list[Reply]:
     if not incoming.is_group:
         return [Reply(IN_GROUP_ONLY)]
     with transaction(services.db) as session:
-        if _admin(session, incoming) is None:
+        if acting_admin(session, incoming) is None:
             return [Reply(ADMIN_ONLY)]
         name = unbind_chat(session, incoming.channel, incoming.chat)
     return [Reply(f"已解除：本群不再接收「{name}」的群推送。" if name else "本群没有绑定任何群推送。")]
@@ -66,7 +60,7 @@ def groups_command(incoming: Incoming, services, args: str) -> list[Reply]:
     if services.db is None:
         return [Reply(NO_DB)]
     with transaction(services.db) as session:
-        if _admin(session, incoming) is None:
+        if acting_admin(session, incoming) is None:
             return [Reply(ADMIN_ONLY)]
         rows = [(r.name, r.channel) for r in list_groups(session)]
     fixed = [(t.name, t.channel) for t in services.config.schedules.targets]
