@@ -22,7 +22,8 @@ WeChat latency = the callback's HTTP answer; Telegram latency = until the fake B
 the sendMessage for that update (the webhook's own answer time is shown as accept_p99).
 Each endpoint ends with `msgs_per_s=N`, `p99_ms=N`, `passive_within_4500ms=FRACTION`.
 
-    python bench/webhook_load.py [--rate 300] [--seconds 20] [--burst 3000] [--endpoint both] [--quick]
+    python bench/webhook_load.py [--rate 300] [--seconds 20] [--burst 3000] [--endpoint both|wechat|telegram]
+                                 [--tail 0.1] [--answer-processes N] [--quick]
 """
 from __future__ import annotations
 
