@@ -18,6 +18,12 @@ def serve(host, port, config, data_dir):
 
     services = _services(config, data_dir)
     try:
-        asyncio.run(run_server(services, host=host, port=port, echo=click.echo))
+        import uvloop  # a faster event loop for the webhooks where it exists (not on Windows)
+
+        runner = uvloop.run
+    except ImportError:
+        runner = asyncio.run
+    try:
+        runner(run_server(services, host=host, port=port, echo=click.echo))
     except KeyboardInterrupt:
         click.echo("已停止。")
