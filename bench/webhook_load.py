@@ -118,7 +118,7 @@ def fake_main(port: int) -> None:
 
 # ---------------------------------------------------------------- the server (own process)
 
-def server_main(port: int, fake_url: str, data_dir: str, embedding: str, processes: int) -> None:
+def server_main(port: int, fake_url: str, data_dir: str, embedding: str, processes: int, threads: int) -> None:
     # console noise off: everything goes to a log file in the temporary data dir
     logging.basicConfig(filename=str(Path(data_dir) / "bench-server.log"), level=logging.WARNING)
     from bot.app import build_services
@@ -128,6 +128,7 @@ def server_main(port: int, fake_url: str, data_dir: str, embedding: str, process
     config.knowledge.embedding.provider = embedding
     config.schedules.enabled = False  # pushes are not what is measured
     config.channels.server.answer_processes = processes
+    config.channels.server.answer_threads = threads
     ch = config.channels
     ch.wechat_mp.enabled, ch.wechat_mp.app_id, ch.wechat_mp.api_base = True, WX_APPID, fake_url
     ch.telegram.enabled, ch.telegram.base_url = True, fake_url + "/bot"
@@ -519,6 +520,7 @@ def main() -> None:
     p.add_argument("--uncached-seconds", type=float, default=10.0)
     p.add_argument("--endpoint", choices=["wechat", "telegram", "both"], default="both")
     p.add_argument("--embedding", default="e5-small")
+    p.add_argument("--answer-threads", type=int, default=2, help="channels.server.answer_threads of the server")
     p.add_argument("--answer-processes", type=int, default=0,
                    help="channels.server.answer_processes of the server (0: answer threads in-process)")
     p.add_argument("--connections", type=int, default=1000, help="client connection pool size")
@@ -536,10 +538,11 @@ def main() -> None:
         fake_proc = ctx.Process(target=fake_main, args=(fake_port,), daemon=True)
         fake_proc.start()
         # not a daemon: a daemon process may not start the answer worker processes
-        server = ctx.Process(target=server_main, args=(port, fake, data_dir, args.embedding, args.answer_processes))
+        server = ctx.Process(target=server_main, args=(port, fake, data_dir, args.embedding, args.answer_processes,
+                                                         args.answer_threads))
         server.start()
         print(f"server pid {server.pid} on {base}, fake APIs pid {fake_proc.pid}; data dir {data_dir}; "
-              f"{os.cpu_count()} cores; answer_processes={args.answer_processes}", flush=True)
+              f"{os.cpu_count()} cores; answer_threads={args.answer_threads} answer_processes={args.answer_processes}", flush=True)
         try:
             import uvloop
             runner = uvloop.run

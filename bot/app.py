@@ -182,9 +182,8 @@ def make_dispatch(services: Services, scheduler=None, answerer=None):
     from bot.router import safe_route
 
     last_sync = [0.0]
-    # Few answer threads on purpose: answering is mostly Python under the GIL, and every extra thread
-    # competing for it delays the event loop that must answer webhooks within seconds (measured with
-    # bench/webhook_load.py).
+    # Few answer threads: answering is mostly Python under the GIL, which the event loop answering
+    # webhooks also needs. (bench/webhook_load.py measured 2 and 6 threads alike on 2 cores.)
     executor = None if answerer is not None else ThreadPoolExecutor(
         max_workers=services.config.channels.server.answer_threads, thread_name_prefix="answer")
 
