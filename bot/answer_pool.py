@@ -24,15 +24,19 @@ from pathlib import Path
 
 log = logging.getLogger(__name__)
 
+WARM_UP_TIMEOUT = 120.0  # seconds for every worker to load the knowledge base
+
 _services = None  # this worker's Services (set by _start_worker)
+_barrier = None  # shared by the pool's workers: one warm-up call each
 
 
-def _start_worker(config, data_dir: str, parent: int) -> None:
-    global _services
+def _start_worker(config, data_dir: str, parent: int, barrier) -> None:
+    global _services, _barrier
     from bot.app import build_services, setup_logging
 
     threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True, name="parent-watch").start()
 
+    _barrier = barrier
     _services = build_services(config, data_dir, ingest=False)
     setup_logging(config, _services.data_dir)
 
@@ -56,7 +60,7 @@ def _warm() -> int:
 
     _services.kb.warm_up()
     safe_route(Incoming(channel="warm-up", chat="warm-up", user="warm-up", text="/help"), _services)  # router, DB
-    time.sleep(0.1)  # let the other workers take the other warm-up calls
+    _barrier.wait(WARM_UP_TIMEOUT)  # held until every worker has one: no worker takes two
     return os.getpid()
 
 
@@ -69,19 +73,16 @@ class ProcessAnswerer:
 
     def _new_pool(self) -> ProcessPoolExecutor:
         # spawn, not fork: the server process has threads and an event loop that must not be copied
-        return ProcessPoolExecutor(self.processes, mp_context=multiprocessing.get_context("spawn"),
-                                   initializer=_start_worker,
-                                   initargs=(self.config, str(self.data_dir), os.getpid()))
+        context = multiprocessing.get_context("spawn")
+        return ProcessPoolExecutor(self.processes, mp_context=context, initializer=_start_worker,
+                                   initargs=(self.config, str(self.data_dir), os.getpid(),
+                                             context.Barrier(self.processes)))
 
     async def warm_up(self) -> None:
-        """Start and warm every worker now (knowledge base, embedding model), not on the first questions."""
+        """Start and warm every worker now (knowledge base, embedding model, router), not on the
+        first questions: one call per worker, held at a barrier until all have theirs."""
         loop = asyncio.get_running_loop()
-        warmed: set[int] = set()
-        for _ in range(3):  # the pool does not promise one call per worker: repeat until all were seen
-            pids = await asyncio.gather(*(loop.run_in_executor(self.pool, _warm) for _ in range(self.processes)))
-            warmed.update(pids)
-            if len(warmed) >= self.processes:
-                return
+        await asyncio.gather(*(loop.run_in_executor(self.pool, _warm) for _ in range(self.processes)))
 
     async def __call__(self, incoming):
         loop = asyncio.get_running_loop()

@@ -125,7 +125,10 @@ def pg_url() -> str | None:
 def pg_engine(pg_url):
     """A migrated PostgreSQL ledger in a throw-away schema (search_path), dropped afterwards."""
     if pg_url is None:
-        pytest.skip(f"PostgreSQL not reachable at {make_url(PG_URL).render_as_string(hide_password=True)}")
+        where = make_url(PG_URL).render_as_string(hide_password=True)
+        if os.environ.get("CI"):  # CI machines run PostgreSQL: its absence is a failure, not a skip
+            pytest.fail(f"PostgreSQL not reachable at {where} (CI must test the scale-out path)")
+        pytest.skip(f"PostgreSQL not reachable at {where}")
     schema = f"t_{uuid.uuid4().hex[:12]}"
     admin = create_engine(pg_url)
     with admin.begin() as conn:

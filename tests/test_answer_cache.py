@@ -44,22 +44,29 @@ def test_cache_keeps_only_the_most_recent_questions():
 
 
 def test_concurrent_askers_of_one_question_share_one_computation():
+    """Four askers arrive while the first computes; the answer is not cacheable, so only sharing
+    the computation in flight (not the cache) can keep them from computing it again."""
     import threading
     import time
 
     cache = AnswerCache()
-    calls = []
+    calls, release = [], threading.Event()
 
     def compute():
         calls.append(1)
-        time.sleep(0.2)
-        return "答案", True
+        release.wait(5)
+        return "答案", False
 
     results = []
     threads = [threading.Thread(target=lambda: results.append(cache.get_or_compute("九小场所是哪些", compute)))
                for _ in range(5)]
     for t in threads:
         t.start()
+    deadline = time.monotonic() + 5
+    waiting = lambda: sum(len(p.done._cond._waiters) for p in list(cache._pending.values()))  # noqa: E731
+    while waiting() < 4 and time.monotonic() < deadline:  # all four others blocked on the first
+        time.sleep(0.005)
+    release.set()
     for t in threads:
         t.join()
     assert results == ["答案"] * 5 and len(calls) == 1
