@@ -18,8 +18,9 @@ from the eval sets with a Zipf skew, answer cache cleared first: a cold start), 
 state: the same skew on the now warm cache, plus a `--tail` share of reworded questions that are
 never cached — the sustained figure), burst (10x the rate within ~1 s: WeChat passive reply or
 "success" within 4.5 s), uncached (answer cache off: the honest per-question capacity).
-WeChat latency = the callback's HTTP answer; Telegram latency = until the fake Bot API receives
-the sendMessage for that update (the webhook's own answer time is shown as accept_p99).
+WeChat latency = the callback's HTTP answer; Telegram latency = until the answer is out: the
+webhook's response when it carries the sendMessage call (in_response), else until the fake Bot API
+receives the sendMessage for that update (the webhook's own answer time is shown as accept_p99).
 Each endpoint ends with `msgs_per_s=N`, `p99_ms=N`, `passive_within_4500ms=FRACTION`.
 
     python bench/webhook_load.py [--rate 300] [--seconds 20] [--burst 3000] [--endpoint both|wechat|telegram]
@@ -118,7 +119,7 @@ def fake_main(port: int) -> None:
 
 # ---------------------------------------------------------------- the server (own process)
 
-def server_main(port: int, fake_url: str, data_dir: str, embedding: str, processes: int, threads: int) -> None:
+def server_main(port: int, fake_url: str, data_dir: str, embedding: str, processes: int, threads: tuple[int, int]) -> None:
     # console noise off: everything goes to a log file in the temporary data dir
     logging.basicConfig(filename=str(Path(data_dir) / "bench-server.log"), level=logging.WARNING)
     from bot.app import build_services
@@ -128,7 +129,7 @@ def server_main(port: int, fake_url: str, data_dir: str, embedding: str, process
     config.knowledge.embedding.provider = embedding
     config.schedules.enabled = False  # pushes are not what is measured
     config.channels.server.answer_processes = processes
-    config.channels.server.answer_threads = threads
+    config.channels.server.answer_threads, config.channels.server.retrieval_threads = threads
     ch = config.channels
     ch.wechat_mp.enabled, ch.wechat_mp.app_id, ch.wechat_mp.api_base = True, WX_APPID, fake_url
     ch.telegram.enabled, ch.telegram.base_url = True, fake_url + "/bot"
@@ -422,6 +423,11 @@ async def run_phase(endpoint: str, name: str, questions: list[str], rate: float,
     else:
         planned = {item[1]: start + i / rate for i, item in enumerate(items)}
         got = {chat: (t, text) for chat, t, text in arrived["tg"] if chat in planned}
+        for i, (lat_s, status, body, *_) in enumerate(results):  # answers that rode on the webhook response
+            if status == 200 and body.startswith('{"method"'):
+                call = json.loads(body)
+                got.setdefault(call["chat_id"], (start + i / rate + lat_s, call["text"]))
+        row["inline"] = sum(1 for r in results if r[1] == 200 and r[2].startswith('{"method"'))
         lat = [t - planned[chat] for chat, (t, _) in got.items()]
         done = [t for t, _ in got.values()]
         row.update(accept_p99=pct([r[0] for r in results if r[1] == 200], .99), passive=len(got), success=0,
@@ -438,7 +444,8 @@ HEADER = (f"{'phase':<10}{'offered/s':>10}{'n':>7}{'msgs/s':>9}{'p50 ms':>9}{'p9
 
 
 def print_row(r: dict) -> None:
-    extra = f"late_pushes={r['late_pushes']}" if "late_pushes" in r else f"accept_p99_ms={r['accept_p99'] * 1000:.0f}"
+    extra = (f"late_pushes={r['late_pushes']}" if "late_pushes" in r
+             else f"accept_p99_ms={r['accept_p99'] * 1000:.0f} in_response={r['inline']}")
     print(f"{r['phase']:<10}{r['offered']:>10.0f}{r['n']:>7}{r['achieved']:>9.1f}{r['p50']:>9.0f}{r['p95']:>9.0f}"
           f"{r['p99']:>9.0f}{r['errors']:>7}{r['passive']:>8}{r['success']:>8}{r['within']:>8.3f}"
           f"{r['lag_p99'] * 1000:>8.0f}{r['distinct']:>9.3f}{r['hits']:>6}/{r['misses']:<5}  {extra} bad={r['bad']}",
@@ -521,6 +528,7 @@ def main() -> None:
     p.add_argument("--endpoint", choices=["wechat", "telegram", "both"], default="both")
     p.add_argument("--embedding", default="e5-small")
     p.add_argument("--answer-threads", type=int, default=2, help="channels.server.answer_threads of the server")
+    p.add_argument("--retrieval-threads", type=int, default=1, help="channels.server.retrieval_threads of the server")
     p.add_argument("--answer-processes", type=int, default=0,
                    help="channels.server.answer_processes of the server (0: answer threads in-process)")
     p.add_argument("--connections", type=int, default=1000, help="client connection pool size")
@@ -539,10 +547,10 @@ def main() -> None:
         fake_proc.start()
         # not a daemon: a daemon process may not start the answer worker processes
         server = ctx.Process(target=server_main, args=(port, fake, data_dir, args.embedding, args.answer_processes,
-                                                         args.answer_threads))
+                                                         (args.answer_threads, args.retrieval_threads)))
         server.start()
         print(f"server pid {server.pid} on {base}, fake APIs pid {fake_proc.pid}; data dir {data_dir}; "
-              f"{os.cpu_count()} cores; answer_threads={args.answer_threads} answer_processes={args.answer_processes}", flush=True)
+              f"{os.cpu_count()} cores; answer_threads={args.answer_threads} retrieval_threads={args.retrieval_threads} answer_processes={args.answer_processes}", flush=True)
         try:
             import uvloop
             runner = uvloop.run

@@ -174,6 +174,9 @@ class ServerSettings(_Section):
     per_user_per_minute: int = Field(30, ge=0)  # messages one sender may have answered (0: no limit)
     failures_per_ip_per_minute: int = Field(20, ge=0)  # refused webhook calls before an address gets 429
     answer_threads: int = Field(2, ge=1, le=64)  # threads answering messages (Python work holds the GIL)
+    # threads for questions not in the answer cache (retrieval + embedding, ~20-40 ms each), so
+    # they never hold up the quick messages queued behind them
+    retrieval_threads: int = Field(1, ge=1, le=64)
     answer_processes: int = Field(0, ge=0, le=64)  # >0: answer in that many worker processes (heavy traffic)
 
 

@@ -209,16 +209,22 @@ def build_app(services, channels: list[ChannelStatus], dispatch=None) -> Starlet
 
 def late_reply_hook(services, channel_name: str):
     """Replies that missed the 5-second window go through the outbox (durable, retried, rate-limited)
-    instead of straight to the platform."""
+    instead of straight to the platform. They are written by group commit: a server that is behind
+    produces late answers by the hundred, and one transaction per answer made it fall further behind."""
     from bot.ledger.outbox import enqueue
     from bot.storage.db import transaction
+    from bot.storage.group_commit import GroupCommit
 
-    def write(chat: str, text: str, key: str) -> None:
+    def write(rows: list[tuple[str, str, str]]) -> list[bool]:
         with transaction(services.db) as session:
-            enqueue(session, f"late:{key}", text, services.clock(), channel=channel_name, recipient=chat)
+            now = services.clock()
+            return [enqueue(session, f"late:{key}", text, now, channel=channel_name, recipient=chat)
+                    for chat, text, key in rows]
+
+    writer: GroupCommit[tuple[str, str, str], bool] = GroupCommit(write)
 
     async def late(chat: str, text: str, key: str) -> None:
-        await asyncio.to_thread(write, chat, text, key)
+        await writer.submit((chat, text, key))
 
     return late
 

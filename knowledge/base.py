@@ -54,6 +54,10 @@ class AnswerCache:
     def key(question: str) -> str:
         return _CACHE_KEY_STRIP.sub("", question)
 
+    def holds(self, question: str) -> bool:
+        """Whether an answer is cached, without counting a hit or a miss (for routing decisions)."""
+        return self.key(question) in self._items
+
     def get(self, question: str) -> Answer | None:
         key = self.key(question)
         with self._lock:

@@ -41,6 +41,7 @@ from telegram.ext import (Application, BaseUpdateProcessor, CallbackQueryHandler
 
 from bot.channels.base import Dispatch
 from bot.channels.flood import FIRST_OVER, OK, TOO_FAST, FloodGuard
+from bot.channels.telegram_inline import InlineReplies
 from bot.delivery_limits import PermanentError, RateLimited, TransientError
 from bot.types import Attachment, Incoming, Reply
 
@@ -57,6 +58,10 @@ MAX_WEBHOOK_BODY = 1_000_000
 REPLY_RETRY_AFTER_CAP = 30.0  # interactive replies wait out a 429 at most this long, then give up
 PER_USER_PER_MINUTE = 30  # messages one sender may have answered per minute
 FAILURES_PER_IP_PER_MINUTE = 20  # refused webhook calls before an address gets 429 for the minute
+# Updates handled at once. An update waiting for a new question's retrieval is only a suspended
+# coroutine; a small limit (it was 64) let a burst of new questions hold every slot, so repeated
+# questions and commands queued behind them (seen in bench/webhook_load.py).
+MAX_CONCURRENT_UPDATES = 2000
 
 DOWNLOAD_FAILED_NOTE = "附件下载失败，请稍后重新发送。"
 
@@ -122,7 +127,7 @@ class PerChatUpdateProcessor(BaseUpdateProcessor):
     """Runs updates of different chats concurrently and those of one chat in arrival order
     (asyncio.Lock and the application's semaphore are FIFO)."""
 
-    def __init__(self, max_concurrent_updates: int = 64) -> None:
+    def __init__(self, max_concurrent_updates: int = MAX_CONCURRENT_UPDATES) -> None:
         super().__init__(max_concurrent_updates)
         self._locks: dict[Any, asyncio.Lock] = {}
         self._users: defaultdict[Any, int] = defaultdict(int)
@@ -156,7 +161,7 @@ class TelegramChannel:
     def __init__(self, token: str, base_url: str | None = None, webhook_url: str | None = None,
                  secret_token: str | None = None, media_dir: str | Path = "data/media/telegram",
                  bot_username: str | None = None, *, base_file_url: str | None = None,
-                 poll_timeout: float = 30.0, max_concurrent_updates: int = 64) -> None:
+                 poll_timeout: float = 30.0, max_concurrent_updates: int = MAX_CONCURRENT_UPDATES) -> None:
         self.token = token
         self.base_url = base_url or DEFAULT_BASE_URL
         if base_file_url is None:
@@ -183,6 +188,7 @@ class TelegramChannel:
         self.on_late = None
         # Flood limits (per process; `safeduty serve` sets them from channels.server.flood).
         self.per_user = FloodGuard(PER_USER_PER_MINUTE)
+        self.inline = InlineReplies()  # webhook mode: a plain answer rides on the webhook's response
         self.failures = FloodGuard(FAILURES_PER_IP_PER_MINUTE)
 
     @property
@@ -256,8 +262,9 @@ class TelegramChannel:
         if not self._ready.is_set():
             log.warning("telegram webhook: update %s before the channel is running", data["update_id"])
             return PlainTextResponse("not ready", status_code=503)  # Telegram retries
+        waiter = self.inline.open(update.update_id)
         await self.application.update_queue.put(update)
-        return JSONResponse({"ok": True})
+        return JSONResponse(await self.inline.response_for(update.update_id, waiter) or {"ok": True})
 
     # ------------------------------------------------------------------ inbound
 
@@ -331,7 +338,7 @@ class TelegramChannel:
         if is_group and not mentioned:  # the router ignores it: no downloads for unaddressed chatter
             if text:
                 await self._deliver(Incoming(channel=NAME, chat=str(chat.id), user=str(message.from_user.id),
-                                             text=text, mentioned=False, is_group=True))
+                                             text=text, mentioned=False, is_group=True), update.update_id)
             return
 
         attachments: list[Attachment] = []
@@ -353,7 +360,7 @@ class TelegramChannel:
             return  # service messages (members joined, title changed, ...)
         incoming = Incoming(channel=NAME, chat=str(chat.id), user=str(message.from_user.id), text=text,
                             attachments=tuple(attachments), mentioned=mentioned, is_group=is_group)
-        await self._deliver(incoming)
+        await self._deliver(incoming, update.update_id)
 
     async def _download_photo(self, message: Message) -> Attachment:
         photo = max(message.photo, key=lambda p: (p.width * p.height, p.file_size or 0))
@@ -394,9 +401,9 @@ class TelegramChannel:
             return
         incoming = Incoming(channel=NAME, chat=str(chat_id), user=str(query.from_user.id), text=text,
                             mentioned=True, is_group=is_group)
-        await self._deliver(incoming)
+        await self._deliver(incoming, update.update_id)
 
-    async def _deliver(self, incoming: Incoming) -> None:
+    async def _deliver(self, incoming: Incoming, update_id: int | None = None) -> None:
         if self._dispatch is None:
             log.error("telegram: update for chat %s before dispatch was set", incoming.chat)
             return
@@ -408,8 +415,23 @@ class TelegramChannel:
                 await self._send_reply(incoming.chat, Reply(text=TOO_FAST))
             return
         replies = await self._dispatch(incoming)
+        if len(replies) == 1 and self._answer_inline(update_id, incoming.chat, replies[0]):
+            return
         for reply in replies:
             await self._send_reply(reply.chat or incoming.chat, reply)
+
+    def _answer_inline(self, update_id: int | None, chat: str, reply: Reply) -> bool:
+        """A lone reply that fits one message, to the chat it answers, goes back in the webhook's
+        response while that request is still open (one reply only: a second one sent through the
+        API could overtake it)."""
+        parts = split_text(reply.text or "…")
+        if update_id is None or len(parts) != 1 or (reply.chat and reply.chat != chat):
+            return False
+        payload: dict = {"method": "sendMessage", "chat_id": int(chat) if chat.lstrip("-").isdigit() else chat,
+                         "text": parts[0]}
+        if reply.choices:
+            payload["reply_markup"] = self.keyboard(reply.choices).to_dict()
+        return self.inline.offer(update_id, payload)
 
     async def _on_error(self, update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
         log.error("telegram: error while handling an update: %r", context.error, exc_info=context.error)
