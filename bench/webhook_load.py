@@ -165,7 +165,8 @@ async def _serve(services, port: int, environ: dict) -> None:
     if services.config.channels.server.answer_processes:
         from bot.answer_pool import ProcessAnswerer
 
-        answerer = ProcessAnswerer(services.config, services.data_dir, services.config.channels.server.answer_processes)
+        answerer = ProcessAnswerer(services.config, services.data_dir, services.config.channels.server.answer_processes,
+                                   cache=services.kb.answers)
         await answerer.warm_up()
     else:
         await asyncio.to_thread(services.kb.warm_up)  # as serve does

@@ -1,10 +1,14 @@
-"""Answering in worker processes, for `safeduty serve` under heavy traffic.
+"""Answering new questions in worker processes, for `safeduty serve` under heavy traffic.
 
-Answering a message is mostly Python (retrieval, the router, the ledger), so in one process it
-holds the GIL that the event loop needs to accept webhooks and keep the 5-second rule. With
-`channels.server.answer_processes: N` the router runs in N spawned worker processes, each with its
-own Services on the same data directory and database (conversation state is in the database,
-so any worker can take any message); the server process keeps the HTTP, crypto and outbox work.
+A question the knowledge base has not answered before costs 20–40 ms (embedding + retrieval),
+partly Python that holds the GIL the event loop needs to accept webhooks and keep the 5-second
+rule. With `channels.server.answer_processes: N` those questions (bot.app.make_dispatch's slow
+lane) are routed in N spawned worker processes, each with its own Services on the same data
+directory and database (conversation state is in the database, so any worker can take any
+message); cached answers, commands and report steps stay in the server's threads, where they
+cost well under a millisecond. Workers run at a lower CPU priority (WORKER_NICE), so when the
+machine is short of CPU the server keeps answering webhooks — a late answer still goes out through
+the outbox — and each answer a worker computes is handed back to the server's answer cache.
 
 Workers open the knowledge base read-only (no ingest: the server process did that at start) and
 use the system clock. A worker that dies breaks the pool; the next message rebuilds it and is
@@ -25,6 +29,7 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 
 WARM_UP_TIMEOUT = 120.0  # seconds for every worker to load the knowledge base
+WORKER_NICE = 10  # CPU weight ~1/9 of the server's when both want the same core
 
 _services = None  # this worker's Services (set by _start_worker)
 _barrier = None  # shared by the pool's workers: one warm-up call each
@@ -35,6 +40,10 @@ def _start_worker(config, data_dir: str, parent: int, barrier) -> None:
     from bot.app import build_services, setup_logging
 
     threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True, name="parent-watch").start()
+    try:
+        os.nice(WORKER_NICE)
+    except OSError:  # not permitted here: run at normal priority
+        pass
 
     _barrier = barrier
     _services = build_services(config, data_dir, ingest=False)
@@ -48,10 +57,13 @@ def _exit_with_parent(parent: int) -> None:
     os._exit(0)
 
 
-def _route(incoming):
+def _route(incoming, question: str | None = None):
+    """The replies, and the answer this worker now caches for `question` (for the server's cache)."""
     from bot.router import safe_route
 
-    return safe_route(incoming, _services)
+    replies = safe_route(incoming, _services)
+    answer = _services.kb.answers.peek(question) if question and _services.kb is not None else None
+    return replies, answer
 
 
 def _warm() -> int:
@@ -67,8 +79,9 @@ def _warm() -> int:
 class ProcessAnswerer:
     """An awaitable `safe_route` that runs in a pool of worker processes."""
 
-    def __init__(self, config, data_dir: Path, processes: int) -> None:
+    def __init__(self, config, data_dir: Path, processes: int, cache=None) -> None:
         self.config, self.data_dir, self.processes = config, Path(data_dir), processes
+        self.cache = cache  # the server's knowledge.base.AnswerCache, filled with workers' answers
         self.pool = self._new_pool()
 
     def _new_pool(self) -> ProcessPoolExecutor:
@@ -84,12 +97,15 @@ class ProcessAnswerer:
         loop = asyncio.get_running_loop()
         await asyncio.gather(*(loop.run_in_executor(self.pool, _warm) for _ in range(self.processes)))
 
-    async def __call__(self, incoming):
+    async def __call__(self, incoming, question: str | None = None):
         loop = asyncio.get_running_loop()
         for attempt in range(2):
             pool = self.pool
             try:
-                return await loop.run_in_executor(pool, _route, incoming)
+                replies, answer = await loop.run_in_executor(pool, _route, incoming, question)
+                if answer is not None and self.cache is not None:
+                    self.cache.put(question, answer)
+                return replies
             except BrokenProcessPool:
                 if attempt:
                     raise

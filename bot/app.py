@@ -172,14 +172,15 @@ def start_schedules(services: Services):
 
 
 def make_dispatch(services: Services, scheduler=None, answerer=None):
-    """The async dispatch every channel calls: safe_route in a worker thread (or, given `answerer`,
-    a bot.answer_pool.ProcessAnswerer), then — after a command that may have changed hazards,
-    rosters or items — a re-derivation of the jobs (at most every 5 s).
+    """The async dispatch every channel calls: safe_route in a worker thread, then — after a
+    command that may have changed hazards, rosters or items — a re-derivation of the jobs (at most
+    every 5 s).
 
-    Two lanes of threads: a question the knowledge base has not answered before costs 20–40 ms
-    (embedding + retrieval), everything else (cached answers, commands, report steps) well under
-    1 ms. In one queue a burst of new questions held up every quick message behind it; with its
-    own lane a new question only waits for other new questions."""
+    Two lanes: a question the knowledge base has not answered before costs 20–40 ms (embedding +
+    retrieval), everything else (cached answers, commands, report steps) well under 1 ms. In one
+    queue a burst of new questions held up every quick message behind it; in its own lane a new
+    question only waits for other new questions. The slow lane is `retrieval_threads` threads, or,
+    given `answerer` (a bot.answer_pool.ProcessAnswerer), worker processes."""
     import asyncio
     import time as _time
     from concurrent.futures import ThreadPoolExecutor
@@ -190,28 +191,29 @@ def make_dispatch(services: Services, scheduler=None, answerer=None):
     server = services.config.channels.server
     # Few threads: answering is mostly Python under the GIL, which the event loop answering
     # webhooks also needs. (bench/webhook_load.py measured 2 and 6 threads alike on 2 cores.)
-    quick = slow = None
-    if answerer is None:
-        quick = ThreadPoolExecutor(max_workers=server.answer_threads, thread_name_prefix="answer")
-        slow = ThreadPoolExecutor(max_workers=server.retrieval_threads, thread_name_prefix="retrieve")
+    quick = ThreadPoolExecutor(max_workers=server.answer_threads, thread_name_prefix="answer")
+    slow = None if answerer is not None else ThreadPoolExecutor(max_workers=server.retrieval_threads,
+                                                                thread_name_prefix="retrieve")
 
-    def lane(text: str):
+    def lane(text: str) -> tuple[str, str]:
+        """('quick' | 'slow', the question the knowledge base would be asked)."""
         question = text.strip()
         if question.startswith("/"):
             command, _, rest = question.partition(" ")
             if command.split("@")[0].lower() != "/ask":
-                return quick
+                return "quick", ""
             question = rest.strip()
         if not question or services.kb is None or services.kb.answers.holds(question):
-            return quick
-        return slow
+            return "quick", question
+        return "slow", question
 
     async def dispatch(incoming):
-        if answerer is not None:
-            replies = await answerer(incoming)
+        loop = asyncio.get_running_loop()
+        which, question = lane(incoming.text)
+        if which == "slow" and answerer is not None:
+            replies = await answerer(incoming, question)
         else:
-            loop = asyncio.get_running_loop()
-            replies = await loop.run_in_executor(lane(incoming.text), safe_route, incoming, services)
+            replies = await loop.run_in_executor(quick if which == "quick" else slow, safe_route, incoming, services)
         if scheduler is not None and incoming.text.strip().startswith(("/", "确认", "到岗")) \
                 and _time.monotonic() - last_sync[0] > 5:
             from schedules.scheduler import resync
@@ -223,8 +225,7 @@ def make_dispatch(services: Services, scheduler=None, answerer=None):
                 log.exception("re-deriving scheduled pushes failed")
         return replies
 
-    dispatch.lane = lane  # for tests: which executor a text would go to
-    dispatch.lanes = {"quick": quick, "slow": slow}
+    dispatch.lane = lambda text: lane(text)[0]  # for tests: which lane a text would take
     return dispatch
 
 

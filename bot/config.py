@@ -181,7 +181,7 @@ class ServerSettings(_Section):
     # threads for questions not in the answer cache (retrieval + embedding, ~20-40 ms each), so
     # they never hold up the quick messages queued behind them
     retrieval_threads: int = Field(1, ge=1, le=64)
-    answer_processes: int = Field(0, ge=0, le=64)  # >0: answer in that many worker processes (heavy traffic)
+    answer_processes: int = Field(0, ge=0, le=64)  # >0: new questions answered in that many worker processes
 
 
 class TelegramSettings(_Section):

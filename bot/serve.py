@@ -334,7 +334,8 @@ async def serve(services, host: str | None = None, port: int | None = None, echo
     if server_settings.answer_processes:
         from bot.answer_pool import ProcessAnswerer
 
-        answerer = ProcessAnswerer(services.config, services.data_dir, server_settings.answer_processes)
+        answerer = ProcessAnswerer(services.config, services.data_dir, server_settings.answer_processes,
+                                   cache=services.kb.answers if services.kb is not None else None)
         echo(f"正在启动 {server_settings.answer_processes} 个答复进程……")
         await answerer.warm_up()
     elif services.kb is not None:  # the first question must not pay the model's warm-up inside the 5 s

@@ -58,6 +58,10 @@ class AnswerCache:
         """Whether an answer is cached, without counting a hit or a miss (for routing decisions)."""
         return self.key(question) in self._items
 
+    def peek(self, question: str) -> Answer | None:
+        """The cached answer without counting it (to hand an answer to another process's cache)."""
+        return self._items.get(self.key(question))
+
     def get(self, question: str) -> Answer | None:
         key = self.key(question)
         with self._lock:
