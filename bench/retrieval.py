@@ -7,11 +7,12 @@ on unanswerable questions and false refusals on answerable ones, mean returned p
 p50/p95 question->answer latency. Scoring rule: shared/eval/README.md (whitespace-insensitive
 substring match of a gold snippet inside a returned passage).
 
-    python bench/retrieval.py [--questions FILE] [--embedding e5-small|use-multilingual|none] [--no-baseline]
+    python bench/retrieval.py [--questions FILE] [--embedding e5-small|use-multilingual|none] [--no-baseline] [--ranker]
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import re
 import statistics
@@ -74,19 +75,22 @@ def summarise(name: str, questions: list[dict], ranks: dict, refused: dict, leng
         print(f"latency question->answer: p50 {percentile(latencies, .5):.1f} ms  p95 {percentile(latencies, .95):.1f} ms")
 
 
-def run_project(questions: list[dict], embedding: str, data_dir: Path | None) -> dict:
+def run_project(questions: list[dict], embedding: str, data_dir: Path | None, ranker: bool = False,
+                threads: int = 1) -> dict:
     from bot.config import Config
     from bot.app import build_knowledge, ensure_library
 
     config = Config()
     config.knowledge.embedding.provider = embedding  # type: ignore[assignment]
+    config.knowledge.embedding.threads = threads
     tmp = data_dir or Path(tempfile.mkdtemp(prefix="safeduty-bench-"))
     t0 = time.perf_counter()
     kb = build_knowledge(config, tmp)
+    kb.retrieval_settings = dataclasses.replace(kb.retrieval_settings, learned_ranker=ranker)
     built = kb.is_empty()
     ensure_library(config, kb, tmp)
     ingest_s = time.perf_counter() - t0
-    print(f"project index: {len(kb.index.chunks)} chunks, embedding={embedding}, "
+    print(f"project index: {len(kb.index.chunks)} chunks, embedding={embedding} ({threads} thread(s)), learned ranker {'on' if ranker else 'off'}, "
           f"{'cold ingest' if built else 'reopen'} {ingest_s:.1f} s ({tmp})")
     ranks, refused, lengths, latencies = {}, {}, [], []
     kb.ask("预热")  # first query pays model warm-up
@@ -146,9 +150,12 @@ def main() -> None:
     parser.add_argument("--data-dir", default=None, help="reuse an index built earlier (skips cold ingest)")
     parser.add_argument("--no-baseline", action="store_true")
     parser.add_argument("--misses", action="store_true", help="list answerable questions missed at 5")
+    parser.add_argument("--ranker", action="store_true", help="re-order with the learned ranker (knowledge/ranker.py)")
+    parser.add_argument("--embedding-threads", type=int, default=1, help="knowledge.embedding.threads")
     args = parser.parse_args()
     questions = [json.loads(line) for line in Path(args.questions).read_text(encoding="utf-8").splitlines() if line.strip()]
-    ranks = run_project(questions, args.embedding, Path(args.data_dir) if args.data_dir else None)
+    ranks = run_project(questions, args.embedding, Path(args.data_dir) if args.data_dir else None, args.ranker,
+                        args.embedding_threads)
     if not args.no_baseline:
         base = run_baseline(questions)
         answerable = [q for q in questions if q["kind"] != "unanswerable"]

@@ -119,14 +119,17 @@ def fake_main(port: int) -> None:
 
 # ---------------------------------------------------------------- the server (own process)
 
-def server_main(port: int, fake_url: str, data_dir: str, embedding: str, processes: int, threads: tuple[int, int]) -> None:
+def server_main(port: int, fake_url: str, data_dir: str, embedding: tuple[str, int | None], processes: int,
+                threads: tuple[int, int]) -> None:
     # console noise off: everything goes to a log file in the temporary data dir
     logging.basicConfig(filename=str(Path(data_dir) / "bench-server.log"), level=logging.WARNING)
     from bot.app import build_services
     from bot.config import ChannelLimits, Config
 
     config = Config()
-    config.knowledge.embedding.provider = embedding
+    config.knowledge.embedding.provider = embedding[0]
+    if embedding[1]:
+        config.knowledge.embedding.threads = embedding[1]
     config.schedules.enabled = False  # pushes are not what is measured
     config.channels.server.answer_processes = processes
     config.channels.server.answer_threads, config.channels.server.retrieval_threads = threads
@@ -528,6 +531,7 @@ def main() -> None:
     p.add_argument("--uncached-seconds", type=float, default=10.0)
     p.add_argument("--endpoint", choices=["wechat", "telegram", "both"], default="both")
     p.add_argument("--embedding", default="e5-small")
+    p.add_argument("--embedding-threads", type=int, default=None, help="knowledge.embedding.threads (default: config's)")
     p.add_argument("--answer-threads", type=int, default=2, help="channels.server.answer_threads of the server")
     p.add_argument("--retrieval-threads", type=int, default=1, help="channels.server.retrieval_threads of the server")
     p.add_argument("--answer-processes", type=int, default=0,
@@ -547,7 +551,7 @@ def main() -> None:
         fake_proc = ctx.Process(target=fake_main, args=(fake_port,), daemon=True)
         fake_proc.start()
         # not a daemon: a daemon process may not start the answer worker processes
-        server = ctx.Process(target=server_main, args=(port, fake, data_dir, args.embedding, args.answer_processes,
+        server = ctx.Process(target=server_main, args=(port, fake, data_dir, (args.embedding, args.embedding_threads), args.answer_processes,
                                                          (args.answer_threads, args.retrieval_threads)))
         server.start()
         print(f"server pid {server.pid} on {base}, fake APIs pid {fake_proc.pid}; data dir {data_dir}; "

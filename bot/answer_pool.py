@@ -46,6 +46,8 @@ def _start_worker(config, data_dir: str, parent: int, barrier) -> None:
         pass
 
     _barrier = barrier
+    config = config.model_copy(deep=True)
+    config.knowledge.embedding.threads = 1  # parallelism comes from the processes (EmbeddingSettings.threads)
     _services = build_services(config, data_dir, ingest=False)
     setup_logging(config, _services.data_dir)
 

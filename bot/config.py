@@ -29,10 +29,11 @@ class EmbeddingSettings(_Section):
     base_url: str = ""  # for openai: e.g. http://127.0.0.1:9997/v1
     model: str = ""
     api_key_env: str = ""  # name of the environment variable holding the key
-    # CPU threads of the built-in models (e5-small, USE). One: with two, the model's threads wait
-    # for each other whenever the other core is busy (a server under load) and a 40 ms query
-    # embedding took over a second; one thread is steady and gives the CPU to the other work.
-    threads: int = Field(1, ge=1, le=64)
+    # CPU threads (OpenMP) of the built-in models (e5-small, USE) per embedding: 2 answers a new
+    # question faster on an idle machine (~28 vs ~43 ms) at more CPU (~55 vs ~42 ms). Set 1 on a
+    # machine shared with other busy work: with 2, an embedding stalled for over a second whenever
+    # the other core was saturated. Answer processes (channels.server.answer_processes) use 1.
+    threads: int = Field(2, ge=1, le=64)
 
 
 class LLMSettings(_Section):

@@ -17,6 +17,9 @@ from knowledge.types import Answer, Citation, Hit
 log = logging.getLogger(__name__)
 # Passages searched for a stated quantity; each must state it next to the question's words (scope.py).
 QUANTITY_PASSAGES = 5
+# ... among those at least this close in score to the best: far weaker passages (the learned ranker's
+# scores fall steeply) stating some number near some question word do not answer the question.
+QUANTITY_MIN_RELATIVE_SCORE = 0.1
 _SENTENCE_RE = re.compile(r"[^。！？；\n]+[。！？；]?")
 
 
@@ -49,7 +52,10 @@ def decline_reason(retrieval: Retrieval, style: AnswerStyle) -> str | None:
         return f"asks about {retrieval.foreign}, not in the library"
     if retrieval.topic_margin is not None and retrieval.topic_margin < style.min_topic_margin:
         return f"off-topic (margin {retrieval.topic_margin:.3f})"
-    if missing_quantity(retrieval.query.text, [h.chunk.text for h in retrieval.hits[:QUANTITY_PASSAGES]],
+    top_score = retrieval.hits[0].score
+    quantity_passages = [h.chunk.text for h in retrieval.hits[:QUANTITY_PASSAGES]
+                         if h.score >= QUANTITY_MIN_RELATIVE_SCORE * top_score]
+    if missing_quantity(retrieval.query.text, quantity_passages,
                         retrieval.signals.get("quantity_anchors")):
         return "asks for an amount none of the best passages states"
     if confidence(retrieval) < style.min_confidence:

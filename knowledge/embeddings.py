@@ -141,7 +141,7 @@ class EmbeddingSpec:
     base_url: str = ""
     model: str = ""
     api_key_env: str = ""
-    threads: int = 1  # CPU threads of the built-in models
+    threads: int = 2  # CPU threads of the built-in models
 
 
 def create_embedder(spec: EmbeddingSpec) -> Embedder | None:
