@@ -330,6 +330,8 @@ def intercept(incoming: Incoming, services) -> list[Reply] | None:
     key = (incoming.channel, incoming.chat, incoming.user)
     ledger = services.config.ledger
     notes: list[str] = []
+    if _start_text(incoming, text) is None and not intake.has_draft(services.db, *key):
+        return None  # the common case (a question, a command) without a transaction
     with transaction(services.db) as session:
         now = services.clock()
         conv = intake.load_draft(session, *key)
