@@ -191,9 +191,15 @@ def make_dispatch(services: Services, scheduler=None, answerer=None):
     server = services.config.channels.server
     # Few threads: answering is mostly Python under the GIL, which the event loop answering
     # webhooks also needs. (bench/webhook_load.py measured 2 and 6 threads alike on 2 cores.)
-    quick = ThreadPoolExecutor(max_workers=server.answer_threads, thread_name_prefix="answer")
-    slow = None if answerer is not None else ThreadPoolExecutor(max_workers=server.retrieval_threads,
-                                                                thread_name_prefix="retrieve")
+    def one_embedding_thread() -> None:  # see ServerSettings.retrieval_threads
+        embedder = getattr(getattr(services.kb, "index", None), "embedder", None)
+        if hasattr(embedder, "use_one_thread_here"):
+            embedder.use_one_thread_here()
+
+    quick = ThreadPoolExecutor(max_workers=server.answer_threads, thread_name_prefix="answer",
+                               initializer=one_embedding_thread)
+    slow = None if answerer is not None else ThreadPoolExecutor(
+        max_workers=server.retrieval_threads, thread_name_prefix="retrieve", initializer=one_embedding_thread)
 
     def lane(text: str) -> tuple[str, str]:
         """('quick' | 'slow', the question the knowledge base would be asked)."""

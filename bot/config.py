@@ -32,7 +32,8 @@ class EmbeddingSettings(_Section):
     # CPU threads (OpenMP) of the built-in models (e5-small, USE) per embedding: 2 answers a new
     # question faster on an idle machine (~28 vs ~43 ms) at more CPU (~55 vs ~42 ms). Set 1 on a
     # machine shared with other busy work: with 2, an embedding stalled for over a second whenever
-    # the other core was saturated. Answer processes (channels.server.answer_processes) use 1.
+    # the other core was saturated. `safeduty serve` answers with one per question (its retrieval
+    # threads and answer processes work on several questions at once instead).
     threads: int = Field(2, ge=1, le=64)
 
 
@@ -179,9 +180,11 @@ class ServerSettings(_Section):
     per_user_per_minute: int = Field(30, ge=0)  # messages one sender may have answered (0: no limit)
     failures_per_ip_per_minute: int = Field(20, ge=0)  # refused webhook calls before an address gets 429
     answer_threads: int = Field(2, ge=1, le=64)  # threads answering messages (Python work holds the GIL)
-    # threads for questions not in the answer cache (retrieval + embedding, ~20-40 ms each), so
-    # they never hold up the quick messages queued behind them
-    retrieval_threads: int = Field(1, ge=1, le=64)
+    # threads for questions not in the answer cache (retrieval + embedding, ~30-45 ms each), so
+    # they never hold up the quick messages queued behind them. Each embeds with one CPU thread:
+    # two questions at once on one thread each beat one at a time on two (bench/webhook_load.py:
+    # 297 vs 250 msg/s, p99 1.7 vs 4.0 s with a tenth of the questions new).
+    retrieval_threads: int = Field(2, ge=1, le=64)
     answer_processes: int = Field(0, ge=0, le=64)  # >0: new questions answered in that many worker processes
 
 

