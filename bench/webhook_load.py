@@ -10,8 +10,8 @@ Three processes, so the client's CPU never shares the server's GIL:
 * fake platform APIs — WeChat /cgi-bin/token + custom/send (late replies) and the Telegram Bot
   API (getMe, setWebhook, sendMessage), recording when each reply arrives;
 * client — asyncio + aiohttp, open loop at a fixed offered rate (latency counts from the planned
-  send time, so queueing is included). All signed + AES-encrypted bodies are built before the
-  timed part.
+  send time, so queueing is included). All AES-encrypted bodies are built before the timed
+  part; each URL is signed when its request is sent (the server reads `timestamp` as the send time).
 
 Phases per endpoint: echo (trivial dispatch: the transport ceiling), echo burst, cold (questions
 from the eval sets with a Zipf skew, answer cache cleared first: a cold start), zipf (the steady
@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
 import json
 import logging
 import multiprocessing
@@ -269,10 +270,11 @@ def zipf(pool: list[str], n: int, rng: random.Random, s: float = 1.1, tail: floa
 
 
 def wx_requests(questions: list[str], tag: str) -> list[tuple]:
-    """(url, body, user) per message: signed query string, AES-encrypted body, distinct MsgId/user."""
+    """(nonce, body, user, encrypt) per message: AES-encrypted body, distinct MsgId/user. The
+    signed query string is made when the request is sent (wx_query): the server reads the platform's
+    `timestamp` as the send time."""
     from bot.channels.wx_common import cdata
     from wechatpy.crypto import WeChatCrypto
-    from wechatpy.utils import WeChatSigner
 
     crypto, ts, out = WeChatCrypto(WX_TOKEN, WX_AES, WX_APPID), str(int(time.time())), []
     base = random.randrange(10**12, 10**13)
@@ -282,13 +284,19 @@ def wx_requests(questions: list[str], tag: str) -> list[tuple]:
                f"<CreateTime>{ts}</CreateTime><MsgType>{cdata('text')}</MsgType><Content>{cdata(q)}</Content>"
                f"<MsgId>{base + i}</MsgId></xml>")
         env = {c.tag: c.text for c in ET.fromstring(crypto.encrypt_message(xml, nonce, ts))}
-        signer = WeChatSigner()
-        signer.add_data(WX_TOKEN, ts, nonce)
-        query = urlencode({"signature": signer.signature, "timestamp": ts, "nonce": nonce, "openid": user,
-                           "encrypt_type": "aes", "msg_signature": env["MsgSignature"]})
         body = f"<xml><ToUserName>{cdata('gh_bench')}</ToUserName><Encrypt>{cdata(env['Encrypt'])}</Encrypt></xml>"
-        out.append(("/wechat/callback?" + query, body.encode(), user))
+        out.append((nonce, body.encode(), user, env["Encrypt"]))
     return out
+
+
+def wx_query(item: tuple) -> str:
+    """The callback URL of a wx_requests item, signed now (two SHA-1s, as the platform does)."""
+    nonce, _, user, encrypt = item
+    ts = str(int(time.time()))
+    signature = hashlib.sha1("".join(sorted([WX_TOKEN, ts, nonce])).encode()).hexdigest()
+    msg_signature = hashlib.sha1("".join(sorted([WX_TOKEN, ts, nonce, encrypt])).encode()).hexdigest()
+    return "/wechat/callback?" + urlencode({"signature": signature, "timestamp": ts, "nonce": nonce, "openid": user,
+                                            "encrypt_type": "aes", "msg_signature": msg_signature})
 
 
 def tg_requests(questions: list[str], tag: int) -> list[tuple]:
@@ -375,7 +383,7 @@ async def run_phase(endpoint: str, name: str, questions: list[str], rate: float,
 
         async def fire(item, at):
             try:
-                async with client.post(base + item[0], data=item[1]) as r:
+                async with client.post(base + wx_query(item), data=item[1]) as r:
                     return time.monotonic() - at, r.status, await r.text()
             except Exception as exc:  # timeouts, refused connections: errors
                 return time.monotonic() - at, 0, type(exc).__name__

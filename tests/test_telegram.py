@@ -459,6 +459,7 @@ def test_webhook_secret_token(fake, tmp_path, caplog):
         (hook,) = fake.sent("setWebhook")
         assert hook["url"] == "https://duty.example.org/telegram/webhook"
         assert hook["secret_token"] == "s3cret-token"
+        assert int(hook["max_connections"]) == 100  # requests stay open while answers are worked out
         wrong = client.post(WEBHOOK_PATH, json=update, headers={"X-Telegram-Bot-Api-Secret-Token": "nope"})
         missing = client.post(WEBHOOK_PATH, json=update)
         bad = client.post(WEBHOOK_PATH, content=b"{not json",

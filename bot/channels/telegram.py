@@ -62,6 +62,13 @@ FAILURES_PER_IP_PER_MINUTE = 20  # refused webhook calls before an address gets 
 # coroutine; a small limit (it was 64) let a burst of new questions hold every slot, so repeated
 # questions and commands queued behind them (seen in bench/webhook_load.py).
 MAX_CONCURRENT_UPDATES = 2000
+# Replies sent through the Bot API at once. Beyond this they wait in an asyncio queue (cheap)
+# instead of httpx's connection pool, whose cost per request grew with the requests queued in it
+# (py-spy, bench/webhook_load.py); Telegram takes ~30 messages a second anyway.
+SEND_CONCURRENCY = 32
+# Webhook connections Telegram may open at once (its maximum): a webhook request stays open while
+# its answer is worked out (telegram_inline), so the default 40 would throttle delivery.
+WEBHOOK_CONNECTIONS = 100
 
 DOWNLOAD_FAILED_NOTE = "附件下载失败，请稍后重新发送。"
 
@@ -189,6 +196,7 @@ class TelegramChannel:
         # Flood limits (per process; `safeduty serve` sets them from channels.server.flood).
         self.per_user = FloodGuard(PER_USER_PER_MINUTE)
         self.inline = InlineReplies()  # webhook mode: a plain answer rides on the webhook's response
+        self._send_slots = asyncio.Semaphore(SEND_CONCURRENCY)
         self.failures = FloodGuard(FAILURES_PER_IP_PER_MINUTE)
 
     @property
@@ -208,7 +216,8 @@ class TelegramChannel:
             try:
                 if self.webhook_url:
                     await self.bot.set_webhook(self.webhook_url, secret_token=self.secret_token,
-                                               allowed_updates=["message", "callback_query"])
+                                               allowed_updates=["message", "callback_query"],
+                                               max_connections=WEBHOOK_CONNECTIONS)
                     log.info("telegram: webhook mode, %s", self.webhook_url)
                 else:
                     await app.updater.start_polling(timeout=int(self.poll_timeout), poll_interval=0.0,
@@ -462,8 +471,9 @@ class TelegramChannel:
             markup = self.keyboard(reply.choices) if reply.choices and index == len(parts) - 1 else None
             for attempt in range(2):
                 try:
-                    await self.bot.send_message(chat_id=chat, text=part, reply_markup=markup,
-                                                reply_to_message_id=reply_to if index == 0 else None)
+                    async with self._send_slots:
+                        await self.bot.send_message(chat_id=chat, text=part, reply_markup=markup,
+                                                    reply_to_message_id=reply_to if index == 0 else None)
                     break
                 except RetryAfter as exc:
                     wait = retry_after_seconds(exc)

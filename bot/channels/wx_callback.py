@@ -31,6 +31,8 @@ log = logging.getLogger("bot.channels.wx")
 # Answers being worked on beyond which a new message gets a "busy" note at once instead of joining
 # a queue it would leave only minutes later (the sender is told to resend; nothing is dropped silently).
 MAX_BACKLOG = 2000
+# The platform's timestamp is its send time rounded down to the second: it sent between ts and ts + 1.
+SENT_SLACK = 0.5
 BUSY = "当前咨询人数较多，请稍后再发一次。"
 
 
@@ -141,14 +143,18 @@ class CallbackChannel:
         return PlainTextResponse(echo)
 
     async def _post(self, request: Request) -> Response:
-        # The platform's 5 s start when it sent the request: count from arrival, not from dispatch.
+        # The platform's 5 s start when it sent the request: count from arrival, not from dispatch,
+        # and from its `timestamp` (whole seconds) when that is earlier — a request that waited in
+        # our accept queue during a burst has less time left.
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.reply_timeout
+        arrived = loop.time()
         q = dict(request.query_params)
         if (cut := self._cut_off(request)) is not None:
             return cut
         try:
             check_timestamp(q.get("timestamp", ""), self.clock(), self.replay_window)
+            left = int(q["timestamp"]) + SENT_SLACK + self.reply_timeout - self.clock()
+            deadline = arrived + max(0.0, min(self.reply_timeout, left))
             body = await read_body(request, self.max_body)
             envelope = parse_xml(body)
             plain = self._open(q, envelope, body)
@@ -183,7 +189,9 @@ class CallbackChannel:
         task = asyncio.ensure_future(self._process(msg))
         self._backlog += 1
         task.add_done_callback(self._finished)
-        done, _ = await asyncio.wait({task}, timeout=max(0.0, deadline - loop.time()))
+        remaining = deadline - loop.time()
+        # no time left: even an instant answer would reach the platform after it gave up
+        done = (await asyncio.wait({task}, timeout=remaining))[0] if remaining > 0 else set()
         if not done:
             self._tasks.add(task)
             task.add_done_callback(lambda t: self._late(t, msg, key))
