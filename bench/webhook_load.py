@@ -18,6 +18,9 @@ from the eval sets with a Zipf skew, answer cache cleared first: a cold start), 
 state: the same skew on the now warm cache, plus a `--tail` share of reworded questions that are
 never cached — the sustained figure), burst (10x the rate within ~1 s: WeChat passive reply or
 "success" within 4.5 s), uncached (answer cache off: the honest per-question capacity).
+"Within 4.5 s" is the platform's rule: WeChat's callback answered (passive reply or "success"),
+Telegram's webhook answered (the reply in it, or acknowledged and the reply sent through the API);
+Telegram also shows how many replies themselves were out within 4.5 s (answered<=4.5s).
 WeChat latency = the callback's HTTP answer; Telegram latency = until the answer is out: the
 webhook's response when it carries the sendMessage call (in_response), else until the fake Bot API
 receives the sendMessage for that update (the webhook's own answer time is shown as accept_p99).
@@ -305,7 +308,7 @@ def tg_requests(questions: list[str], tag: int) -> list[tuple]:
     for i, q in enumerate(questions):
         chat = tag * 1_000_000 + i + 1
         user = {"id": chat, "is_bot": False, "first_name": "值班员"}
-        update = {"update_id": chat, "message": {"message_id": i + 1, "date": int(time.time()), "text": q,
+        update = {"update_id": chat, "message": {"message_id": i + 1, "date": 0, "text": q,
                                                  "chat": {"id": chat, "type": "private", "first_name": "值班员"},
                                                  "from": user}}
         out.append((json.dumps(update, ensure_ascii=False).encode(), chat))
@@ -393,7 +396,8 @@ async def run_phase(endpoint: str, name: str, questions: list[str], rate: float,
 
         async def fire(item, at):
             try:
-                async with client.post(base + "/telegram/webhook", data=item[0], headers=headers) as r:
+                body = item[0].replace(b'"date": 0', b'"date": %d' % int(time.time()), 1)  # sent now
+                async with client.post(base + "/telegram/webhook", data=body, headers=headers) as r:
                     return time.monotonic() - at, r.status, await r.text()
             except Exception as exc:
                 return time.monotonic() - at, 0, type(exc).__name__
@@ -442,8 +446,11 @@ async def run_phase(endpoint: str, name: str, questions: list[str], rate: float,
         row["inline"] = sum(1 for r in results if r[1] == 200 and r[2].startswith('{"method"'))
         lat = [t - planned[chat] for chat, (t, _) in got.items()]
         done = [t for t, _ in got.values()]
+        # within: the webhook answered in time — with the reply in it, or acknowledged with the reply
+        # sent through the API (WeChat's passive reply or "success"); answered: the reply itself
         row.update(accept_p99=pct([r[0] for r in results if r[1] == 200], .99), passive=len(got), success=0,
-                   within=sum(1 for x in lat if x <= BUDGET) / len(items),
+                   within=sum(1 for r in results if r[1] == 200 and r[0] <= BUDGET) / len(items),
+                   answered=sum(1 for x in lat if x <= BUDGET) / len(items),
                    bad=(len(items) - errors - len(got)) + sum(1 for _, text in got.values() if not answer_ok(text)))
     row["achieved"] = len(lat) / max(max(done, default=start) - start, 1e-9)
     row.update(p50=pct(lat, .5) * 1000, p95=pct(lat, .95) * 1000, p99=pct(lat, .99) * 1000)
@@ -457,7 +464,8 @@ HEADER = (f"{'phase':<10}{'offered/s':>10}{'n':>7}{'msgs/s':>9}{'p50 ms':>9}{'p9
 
 def print_row(r: dict) -> None:
     extra = (f"late_pushes={r['late_pushes']}" if "late_pushes" in r
-             else f"accept_p99_ms={r['accept_p99'] * 1000:.0f} in_response={r['inline']}")
+             else f"accept_p99_ms={r['accept_p99'] * 1000:.0f} in_response={r['inline']} "
+                  f"answered<=4.5s={r['answered']:.3f}")
     print(f"{r['phase']:<10}{r['offered']:>10.0f}{r['n']:>7}{r['achieved']:>9.1f}{r['p50']:>9.0f}{r['p95']:>9.0f}"
           f"{r['p99']:>9.0f}{r['errors']:>7}{r['passive']:>8}{r['success']:>8}{r['within']:>8.3f}"
           f"{r['lag_p99'] * 1000:>8.0f}{r['distinct']:>9.3f}{r['hits']:>6}/{r['misses']:<5}  {extra} bad={r['bad']}",

@@ -209,8 +209,12 @@ GROUP = {"id": -1001, "type": "group", "title": "安委办工作群"}
 BOT_USER = {"id": BOT_ID, "is_bot": True, "first_name": "SafeDuty", "username": BOT_USERNAME}
 
 
+SENT_AT = 1_700_000_000  # every scripted message's date
+WEBHOOK_CLOCK = dict(clock=lambda: SENT_AT + 1)  # webhook tests: the message is a second old
+
+
 def message(chat=PRIVATE, text=None, message_id=1, **extra) -> dict:
-    msg = {"message_id": message_id, "date": 1_700_000_000, "chat": chat, "from": USER, **extra}
+    msg = {"message_id": message_id, "date": SENT_AT, "chat": chat, "from": USER, **extra}
     if text is not None:
         msg["text"] = text
     return {"message": msg}
@@ -445,7 +449,7 @@ def test_webhook_secret_token(fake, tmp_path, caplog):
     from starlette.testclient import TestClient
 
     channel = make_channel(fake, tmp_path, webhook_url="https://duty.example.org/telegram/webhook",
-                           secret_token="s3cret-token")
+                           secret_token="s3cret-token", **WEBHOOK_CLOCK)
     dispatch = Recorder()
 
     @contextlib.asynccontextmanager
@@ -496,7 +500,7 @@ def test_webhook_answer_with_buttons_rides_on_the_response(fake, tmp_path):
     from starlette.testclient import TestClient
 
     channel = make_channel(fake, tmp_path, webhook_url="https://duty.example.org/telegram/webhook",
-                           secret_token="s3cret-token")
+                           secret_token="s3cret-token", **WEBHOOK_CLOCK)
     dispatch = Recorder(lambda inc: [Reply(text="请选择类别", choices=("消防", "燃气"))])
     with TestClient(webhook_app(channel, dispatch)) as client:
         answer = post_update(client, 601, "/report").json()
@@ -509,7 +513,7 @@ def test_webhook_answers_too_slow_or_too_long_go_through_the_api(fake, tmp_path)
     from starlette.testclient import TestClient
 
     channel = make_channel(fake, tmp_path, webhook_url="https://duty.example.org/telegram/webhook",
-                           secret_token="s3cret-token")
+                           secret_token="s3cret-token", **WEBHOOK_CLOCK)
     channel.inline.wait = 0.2
 
     async def dispatch(incoming: Incoming) -> list[Reply]:
@@ -530,6 +534,20 @@ def test_webhook_answers_too_slow_or_too_long_go_through_the_api(fake, tmp_path)
     assert channel.inline.answered == 0
 
 
+def test_webhook_answer_to_an_old_message_goes_through_the_api(fake, tmp_path):
+    """A message already 10 s old (the server is behind): the webhook is acknowledged at once and
+    the answer is sent with sendMessage, instead of holding one of Telegram's connections."""
+    from starlette.testclient import TestClient
+
+    channel = make_channel(fake, tmp_path, webhook_url="https://duty.example.org/telegram/webhook",
+                           secret_token="s3cret-token", clock=lambda: SENT_AT + 10)
+    with TestClient(webhook_app(channel, Recorder())) as client:
+        ack = post_update(client, 801, "晚到的问题").json()
+        sent = fake.wait_for("sendMessage")
+    assert ack == {"ok": True}
+    assert sent[0]["text"] == "echo: 晚到的问题"
+
+
 def test_webhook_address_with_repeated_failures_is_cut_off(fake, tmp_path, caplog):
     from starlette.applications import Starlette
     from starlette.testclient import TestClient
@@ -537,7 +555,7 @@ def test_webhook_address_with_repeated_failures_is_cut_off(fake, tmp_path, caplo
     from bot.channels.flood import FloodGuard
 
     channel = make_channel(fake, tmp_path, webhook_url="https://duty.example.org/telegram/webhook",
-                           secret_token="s3cret-token")
+                           secret_token="s3cret-token", **WEBHOOK_CLOCK)
     channel.failures = FloodGuard(2)
     update = {"update_id": 501, **message(text="你好", message_id=51)}
     with caplog.at_level(logging.WARNING, logger="bot.channels.telegram"), \
@@ -634,7 +652,7 @@ def test_webhook_body_over_the_limit_is_refused(fake, tmp_path, caplog):
     from starlette.testclient import TestClient
 
     channel = make_channel(fake, tmp_path, webhook_url="https://duty.example.org/telegram/webhook",
-                           secret_token="s3cret-token")
+                           secret_token="s3cret-token", **WEBHOOK_CLOCK)
     with caplog.at_level(logging.WARNING, logger="bot.channels.telegram"), \
             TestClient(Starlette(routes=channel.routes())) as client:
         status = client.post(WEBHOOK_PATH, content=b"{" + b" " * 1_100_000 + b"}",

@@ -25,10 +25,11 @@ import hmac
 import json
 import logging
 import re
+import time
 import uuid
 import warnings
 from collections import OrderedDict, defaultdict
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -168,7 +169,8 @@ class TelegramChannel:
     def __init__(self, token: str, base_url: str | None = None, webhook_url: str | None = None,
                  secret_token: str | None = None, media_dir: str | Path = "data/media/telegram",
                  bot_username: str | None = None, *, base_file_url: str | None = None,
-                 poll_timeout: float = 30.0, max_concurrent_updates: int = MAX_CONCURRENT_UPDATES) -> None:
+                 poll_timeout: float = 30.0, max_concurrent_updates: int = MAX_CONCURRENT_UPDATES,
+                 clock: Callable[[], float] = time.time) -> None:
         self.token = token
         self.base_url = base_url or DEFAULT_BASE_URL
         if base_file_url is None:
@@ -195,6 +197,7 @@ class TelegramChannel:
         self.on_late = None
         # Flood limits (per process; `safeduty serve` sets them from channels.server.flood).
         self.per_user = FloodGuard(PER_USER_PER_MINUTE)
+        self.clock = clock
         self.inline = InlineReplies()  # webhook mode: a plain answer rides on the webhook's response
         self._send_slots = asyncio.Semaphore(SEND_CONCURRENCY)
         self.failures = FloodGuard(FAILURES_PER_IP_PER_MINUTE)
@@ -273,7 +276,9 @@ class TelegramChannel:
             return PlainTextResponse("not ready", status_code=503)  # Telegram retries
         waiter = self.inline.open(update.update_id)
         await self.application.update_queue.put(update)
-        return JSONResponse(await self.inline.response_for(update.update_id, waiter) or {"ok": True})
+        sent = getattr(update.effective_message, "date", None)
+        age = max(0.0, self.clock() - sent.timestamp()) if sent is not None else 0.0
+        return JSONResponse(await self.inline.response_for(update.update_id, waiter, age) or {"ok": True})
 
     # ------------------------------------------------------------------ inbound
 

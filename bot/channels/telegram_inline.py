@@ -15,13 +15,16 @@ import asyncio
 from typing import Any
 
 INLINE_WAIT = 2.0  # seconds a webhook request stays open for its answer (Telegram waits far longer)
+# ... and never past this many seconds after the message was sent (its `date`): when the server is
+# behind, an open request only ties up one of Telegram's connections; the answer goes by the API.
+INLINE_AGE_LIMIT = 3.0
 
 
 class InlineReplies:
     """Webhook requests waiting for the first reply to their update, keyed by update_id."""
 
-    def __init__(self, wait: float = INLINE_WAIT) -> None:
-        self.wait = wait
+    def __init__(self, wait: float = INLINE_WAIT, age_limit: float = INLINE_AGE_LIMIT) -> None:
+        self.wait, self.age_limit = wait, age_limit
         self._waiting: dict[int, asyncio.Future] = {}
         self.answered = 0  # replies that went out in a webhook response (tests, benchmarks)
 
@@ -30,11 +33,16 @@ class InlineReplies:
         self._waiting[update_id] = future
         return future
 
-    async def response_for(self, update_id: int, future: asyncio.Future) -> dict[str, Any] | None:
+    async def response_for(self, update_id: int, future: asyncio.Future,
+                           age: float = 0.0) -> dict[str, Any] | None:
         """The method call to answer the webhook with, or None when the reply did not come in time
-        (it is then sent through the API by whoever produces it)."""
+        (it is then sent through the API by whoever produces it). `age`: seconds since the
+        message was sent."""
+        wait = min(self.wait, self.age_limit - age)
         try:
-            return await asyncio.wait_for(asyncio.shield(future), self.wait)
+            if wait <= 0:
+                raise asyncio.TimeoutError
+            return await asyncio.wait_for(asyncio.shield(future), wait)
         except asyncio.TimeoutError:
             pass
         finally:
