@@ -76,13 +76,14 @@ def summarise(name: str, questions: list[dict], ranks: dict, refused: dict, leng
 
 
 def run_project(questions: list[dict], embedding: str, data_dir: Path | None, ranker: bool = False,
-                threads: int = 1) -> dict:
+                threads: int | None = None) -> dict:
     from bot.config import Config
     from bot.app import build_knowledge, ensure_library
 
     config = Config()
     config.knowledge.embedding.provider = embedding  # type: ignore[assignment]
-    config.knowledge.embedding.threads = threads
+    if threads:
+        config.knowledge.embedding.threads = threads
     tmp = data_dir or Path(tempfile.mkdtemp(prefix="safeduty-bench-"))
     t0 = time.perf_counter()
     kb = build_knowledge(config, tmp)
@@ -90,7 +91,7 @@ def run_project(questions: list[dict], embedding: str, data_dir: Path | None, ra
     built = kb.is_empty()
     ensure_library(config, kb, tmp)
     ingest_s = time.perf_counter() - t0
-    print(f"project index: {len(kb.index.chunks)} chunks, embedding={embedding} ({threads} thread(s)), learned ranker {'on' if ranker else 'off'}, "
+    print(f"project index: {len(kb.index.chunks)} chunks, embedding={embedding} ({config.knowledge.embedding.threads} thread(s)), learned ranker {'on' if ranker else 'off'}, "
           f"{'cold ingest' if built else 'reopen'} {ingest_s:.1f} s ({tmp})")
     ranks, refused, lengths, latencies = {}, {}, [], []
     kb.ask("预热")  # first query pays model warm-up
@@ -151,7 +152,8 @@ def main() -> None:
     parser.add_argument("--no-baseline", action="store_true")
     parser.add_argument("--misses", action="store_true", help="list answerable questions missed at 5")
     parser.add_argument("--ranker", action="store_true", help="re-order with the learned ranker (knowledge/ranker.py)")
-    parser.add_argument("--embedding-threads", type=int, default=1, help="knowledge.embedding.threads")
+    parser.add_argument("--embedding-threads", type=int, default=None,
+                        help="knowledge.embedding.threads (default: the config default)")
     args = parser.parse_args()
     questions = [json.loads(line) for line in Path(args.questions).read_text(encoding="utf-8").splitlines() if line.strip()]
     ranks = run_project(questions, args.embedding, Path(args.data_dir) if args.data_dir else None, args.ranker,
