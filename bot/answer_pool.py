@@ -5,8 +5,8 @@ partly Python that holds the GIL the event loop needs to accept webhooks and kee
 rule. With `channels.server.answer_processes: N` those questions (bot.app.make_dispatch's slow
 lane) are routed in N spawned worker processes, each with its own Services on the same data
 directory and database (conversation state is in the database, so any worker can take any
-message); cached answers, commands and report steps stay in the server's threads, where they
-cost well under a millisecond. Workers run at a lower CPU priority (WORKER_NICE), so when the
+message); repeated questions and commands stay in the server's threads, where they cost well
+under a millisecond. Workers run at a lower CPU priority (WORKER_NICE), so when the
 machine is short of CPU the server keeps answering webhooks — a late answer still goes out through
 the outbox — and each answer a worker computes is handed back to the server's answer cache.
 

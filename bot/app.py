@@ -177,10 +177,11 @@ def make_dispatch(services: Services, scheduler=None, answerer=None):
     every 5 s).
 
     Two lanes: a question the knowledge base has not answered before costs 20–40 ms (embedding +
-    retrieval), everything else (cached answers, commands, report steps) well under 1 ms. In one
-    queue a burst of new questions held up every quick message behind it; in its own lane a new
-    question only waits for other new questions. The slow lane is `retrieval_threads` threads, or,
-    given `answerer` (a bot.answer_pool.ProcessAnswerer), worker processes."""
+    retrieval); a repeated question or a command well under 1 ms. In one queue a burst of new
+    questions held up every quick message behind it; in its own lane a new question only waits for
+    other new questions. Which lane is decided without the database, so any other free text (a reply
+    inside a report conversation, say) takes the slow lane too. The slow lane is `retrieval_threads`
+    threads, or, given `answerer` (a bot.answer_pool.ProcessAnswerer), worker processes."""
     import asyncio
     import time as _time
     from concurrent.futures import ThreadPoolExecutor
@@ -189,13 +190,13 @@ def make_dispatch(services: Services, scheduler=None, answerer=None):
 
     last_sync = [0.0]
     server = services.config.channels.server
-    # Few threads: answering is mostly Python under the GIL, which the event loop answering
-    # webhooks also needs. (bench/webhook_load.py measured 2 and 6 threads alike on 2 cores.)
     def one_embedding_thread() -> None:  # see ServerSettings.retrieval_threads
         embedder = getattr(getattr(services.kb, "index", None), "embedder", None)
         if hasattr(embedder, "use_one_thread_here"):
             embedder.use_one_thread_here()
 
+    # Few threads: answering is mostly Python under the GIL, which the event loop answering
+    # webhooks also needs. (bench/webhook_load.py measured 2 and 6 threads alike on 2 cores.)
     quick = ThreadPoolExecutor(max_workers=server.answer_threads, thread_name_prefix="answer",
                                initializer=one_embedding_thread)
     slow = None if answerer is not None else ThreadPoolExecutor(
