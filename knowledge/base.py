@@ -49,6 +49,7 @@ class AnswerCache:
         self._lock = threading.Lock()
         self._pending: dict[str, _Pending] = {}
         self.hits = self.misses = 0
+        self.waiting = 0  # askers waiting for another asker's computation of the same question
 
     @staticmethod
     def key(question: str) -> str:
@@ -88,8 +89,12 @@ class AnswerCache:
             owner = pending is None
             if owner:
                 pending = self._pending[key] = _Pending()
+            else:
+                self.waiting += 1
         if not owner:
             pending.done.wait()
+            with self._lock:
+                self.waiting -= 1
             if pending.answer is not None:
                 return pending.answer
             answer, _ = compute()  # the first asker failed: try on our own

@@ -63,9 +63,9 @@ def test_concurrent_askers_of_one_question_share_one_computation():
     for t in threads:
         t.start()
     deadline = time.monotonic() + 5
-    waiting = lambda: sum(len(p.done._cond._waiters) for p in list(cache._pending.values()))  # noqa: E731
-    while waiting() < 4 and time.monotonic() < deadline:  # all four others blocked on the first
+    while cache.waiting < 4 and time.monotonic() < deadline:  # all four others joined the first
         time.sleep(0.005)
+    assert cache.waiting == 4
     release.set()
     for t in threads:
         t.join()

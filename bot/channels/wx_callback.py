@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+from abc import ABC, abstractmethod
 import logging
 import time
 from collections.abc import Callable
@@ -39,7 +40,7 @@ BUSY = "当前咨询人数较多，请稍后再发一次。"
 LateHook = Callable[[str, str, str], Any]  # async (chat, text, key) -> None
 
 
-class CallbackChannel:
+class CallbackChannel(ABC):
     """The callback half shared by WeChatMPChannel and WeComChannel. Subclasses provide `name`,
     `path`, `_verify_get`, `_open` (verify + decrypt a POST), `_seal` (wrap a passive reply),
     `push` and `_media_api` (ApiClient, TokenCache) for image downloads."""
@@ -91,8 +92,9 @@ class CallbackChannel:
         else:
             await self.push(reply.chat or chat, render_text(reply), key=key)
 
-    async def push(self, chat: str, text: str, *, key: str) -> None:  # pragma: no cover - abstract
-        raise NotImplementedError
+    @abstractmethod
+    async def push(self, chat: str, text: str, *, key: str) -> None:
+        """Deliver a text to a user through the platform's API (late answers, outbox rows)."""
 
     async def drain(self, timeout: float = 10.0) -> None:
         """Wait for late deliveries in flight (tests, shutdown)."""
@@ -103,14 +105,17 @@ class CallbackChannel:
 
     # ------------------------------------------------------------ subclass hooks
 
+    @abstractmethod
     def _verify_get(self, q: dict[str, str]) -> str:
-        raise NotImplementedError
+        """The echo of a URL-verification GET, or BadRequest."""
 
+    @abstractmethod
     def _open(self, q: dict[str, str], envelope: dict[str, str], body: bytes) -> str:
-        raise NotImplementedError
+        """The plain XML of a verified, decrypted POST, or BadRequest."""
 
+    @abstractmethod
     def _seal(self, q: dict[str, str], xml: str) -> str:
-        raise NotImplementedError
+        """A passive reply wrapped (encrypted and signed) for the platform."""
 
     def _media_api(self) -> tuple[ApiClient, TokenCache] | None:
         return None
