@@ -97,6 +97,11 @@ class TopicGate:
 # about: a number in the right unit elsewhere in the passage (a fine in another clause, a year in a
 # date) does not answer it. (question pattern, passage pattern of a stated quantity)
 _N = "[0-9０-９〇零一二三四五六七八九十两百千万半]"
+# 几 after these is "a few" or "which", not a question about a number: 来了几个实习生, 就几个人, 好几个部门,
+# 前面几个节点, 哪几类.
+_ASKING = "(?<![哪这那前近头了有就好些面])"
+_MEASURES = ("次|遍|回|级|分|层|台|辆|名|人次|人|位|箱|件|吨|公斤|千克|斤|克|升|立方米|平方米|平方|度|兆帕|千帕|帕|伏|"
+             "千瓦|瓦|厘米|毫米|米|公里|秒|周|岁|倍|项|处|家|根|张|本|份|批|座|栋|间|户|支|盏|具|组|道|步")
 _MONEY = re.compile(rf"{_N}+\s*(?:万|千|百)?元|{_N}+\s*倍|收入(?:的)?(?:{_N}+\s*[%％]|百分之)")
 QUANTITY_UNITS: tuple[tuple[re.Pattern[str], re.Pattern[str]], ...] = (
     (re.compile(r"多少钱|罚多少|交多少|赔多少|多少费用|多少万|多少[\u4e00-\u9fff]{0,8}?(?:经费|资金|预算|补助|补贴|费用|钱)"
@@ -112,6 +117,13 @@ QUANTITY_UNITS: tuple[tuple[re.Pattern[str], re.Pattern[str]], ...] = (
     (re.compile(r"(?:几|多少)分钟"), re.compile(rf"{_N}+\s*分钟")),
     (re.compile(r"比例|百分之|占比"), re.compile(rf"{_N}+\s*[%％]|百分之|{_N}+分之")),
     (re.compile(r"多远|多少米|几米|多少公里"), re.compile(rf"{_N}+\s*(?:米|公里|千米)")),
+    # Any other measure word or unit: "多少兆帕", "几次", "多少箱", "几级"; a count of people or things
+    # ("配几个专职安监员"); a rank ("排第几"); a size or a weight ("离地多高").
+    (re.compile(rf"{_ASKING}(?:几|多少)个?(?:{_MEASURES})(?![类种])"), re.compile(rf"{_N}+\s*个?(?:{_MEASURES})")),
+    (re.compile(rf"{_ASKING}(?:几|多少)个(?![月小学课类种方])[\u4e00-\u9fff]"), re.compile(rf"{_N}+\s*(?:个|名|人|位|家|处|支)")),
+    (re.compile(r"第几"), re.compile(rf"第{_N}+")),
+    (re.compile(r"多高(?!的)|多深|多宽|多厚"), re.compile(rf"{_N}+\s*(?:米|厘米|毫米|公里|层)")),
+    (re.compile(r"多重|多沉"), re.compile(rf"{_N}+\s*(?:吨|公斤|千克|斤|克)")),
 )
 QUANTITY_WINDOW = 25  # characters either side of a stated quantity in which the question's subject must appear
 # Words that never say what a number is about.
@@ -147,7 +159,8 @@ def quantity_anchors(question: str, expansions: list[str], is_common: Callable[[
 
 _CJK_WORD_RE = re.compile(r"[\u4e00-\u9fff]+")
 _ASK_WORDS_RE = re.compile(
-    r"(?:是|有|一共)?(?:多少|几)个?(?:工作)?(?:钱|万|小时|学时|课时|月|年|天|日|分钟|米|公里)?|百分之|比例|占比|多远|电话号"
+    rf"(?:是|有|一共)?(?:多少|几)个?(?:工作)?(?:钱|万|小时|学时|课时|月|年|天|日|分钟|{_MEASURES})?|第几|百分之|比例|占比"
+    r"|多远|多高|多深|多宽|多厚|多重|多沉|电话号"
 )
 
 

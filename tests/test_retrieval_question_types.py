@@ -50,6 +50,27 @@ def test_a_fine_does_not_answer_a_fee_question_but_answers_a_fine_question():
     assert not missing_quantity(fine, [passage], quantity_anchors(fine, [], never_common))
 
 
+
+def test_any_measure_word_asks_for_a_number_in_that_unit():
+    question = "室内消火栓的出水压力至少要多少兆帕？"
+    anchors = quantity_anchors(question, [], never_common)
+    assert "兆帕" not in anchors  # the unit asked for says nothing about what the number is about
+    assert missing_quantity(question, ["消火栓应当保持完好有效，出水压力符合要求。"], anchors)
+    assert not missing_quantity(question, ["室内消火栓的出水压力不应低于0.35兆帕。"], anchors)
+
+
+def test_a_count_of_people_needs_a_stated_count():
+    question = "乡镇安监站要配几个专职安监员？"
+    anchors = quantity_anchors(question, [], never_common)
+    assert missing_quantity(question, ["乡镇要配足专职安监员，加强队伍建设。"], anchors)
+    assert not missing_quantity(question, ["每个乡镇安监站配备2名以上专职安监员。"], anchors)
+
+
+def test_a_few_people_is_not_a_question_about_a_number():
+    for question in ("厂里来了几个职校的实习生，也得培训吗？", "我们店就几个人，也要建救援队吗？",
+                     "出事后好几个部门都来了，谁说了算？", "消防设施分哪几类？"):
+        assert quantity_anchors(question, [], never_common) is None, question
+
 # Question-type signals off: no hand-tuned boosts and no learned ranker (whose features include them).
 OFF = RetrievalSettings(answer_type_boost=0.0, liability_penalty=0.0, learned_ranker=False)
 
