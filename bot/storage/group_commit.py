@@ -13,13 +13,14 @@ their durability guarantee — nothing is acknowledged before it is in the datab
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Callable, Sequence
 from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
 R = TypeVar("R")
 
-MAX_BATCH = 400  # rows per transaction; keeps statements under SQLite's bound-parameter limit
+MAX_BATCH = 400  # rows per transaction: a burst is written in several commits, not one huge one
 
 
 class GroupCommit(Generic[T, R]):
@@ -81,23 +82,20 @@ class GroupCommit(Generic[T, R]):
 def insert_ignoring_conflicts(session: Any, model: Any, rows: list[dict], key: str) -> set[Any]:
     """INSERT rows, skipping those whose `key` already exists; returns the keys actually inserted.
 
-    One statement per chunk on SQLite (≥ 3.35) and PostgreSQL (ON CONFLICT DO NOTHING RETURNING);
-    on other databases, one savepoint per row."""
+    On SQLite (≥ 3.35) and PostgreSQL one cached INSERT … ON CONFLICT DO NOTHING RETURNING statement,
+    executed for all rows at once on the session's connection (SQLAlchemy sends them as multi-row
+    VALUES). Building a fresh `insert().values(rows)` per batch and running it through the ORM cost
+    ~1.4 ms of CPU per batch, under the GIL the event loop needs; this costs ~0.3 ms
+    (docs/benchmarks.md). On other databases, one savepoint per row."""
     from sqlalchemy.exc import IntegrityError
 
+    if not rows:
+        return set()
     name = session.get_bind().dialect.name
-    column = getattr(model, key)
     if name in ("sqlite", "postgresql"):
-        if name == "sqlite":
-            from sqlalchemy.dialects.sqlite import insert
-        else:
-            from sqlalchemy.dialects.postgresql import insert
-        inserted: set[Any] = set()
-        for start in range(0, len(rows), MAX_BATCH):
-            chunk = rows[start:start + MAX_BATCH]
-            stmt = insert(model).values(chunk).on_conflict_do_nothing(index_elements=[key]).returning(column)
-            inserted.update(session.scalars(stmt))
-        return inserted
+        connection = session.connection()
+        stmt = _insert_ignoring(name, model, key)
+        return set(connection.execute(stmt, rows if len(rows) > 1 else rows[0]).scalars())
     inserted = set()
     for row in rows:
         try:
@@ -107,3 +105,12 @@ def insert_ignoring_conflicts(session: Any, model: Any, rows: list[dict], key: s
         except IntegrityError:
             pass
     return inserted
+
+
+@functools.cache
+def _insert_ignoring(dialect: str, model: Any, key: str) -> Any:
+    if dialect == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert
+    else:
+        from sqlalchemy.dialects.postgresql import insert
+    return insert(model).on_conflict_do_nothing(index_elements=[key]).returning(getattr(model, key))
