@@ -549,7 +549,7 @@ def main() -> None:
     p.add_argument("--embedding", default="e5-small")
     p.add_argument("--embedding-threads", type=int, default=None, help="knowledge.embedding.threads (default: config's)")
     p.add_argument("--answer-threads", type=int, default=2, help="channels.server.answer_threads of the server")
-    p.add_argument("--retrieval-threads", type=int, default=2, help="channels.server.retrieval_threads of the server")
+    p.add_argument("--retrieval-threads", type=int, default=3, help="channels.server.retrieval_threads of the server")
     p.add_argument("--answer-processes", type=int, default=0,
                    help="channels.server.answer_processes of the server (0: answer threads in-process)")
     p.add_argument("--connections", type=int, default=1000, help="client connection pool size")
