@@ -184,7 +184,7 @@ class ServerSettings(_Section):
     # they never hold up the quick messages queued behind them. Each embeds with one CPU thread:
     # two questions at once on one thread each beat one at a time on two (bench/webhook_load.py:
     # 297 vs 250 msg/s, p99 1.7 vs 4.0 s with a tenth of the questions new), and three beat two on
-    # this 2-core machine too (WeChat steady p99 0.35-0.88 s in 3 runs vs 0.75-1.7 s in 4; the
+    # this 2-core machine too (WeChat steady p99 0.35-0.88 s in 4 runs vs 0.75-1.7 s in 5; the
     # embedding releases the GIL, so a third thread fills the cores while the event loop waits).
     retrieval_threads: int = Field(3, ge=1, le=64)
     answer_processes: int = Field(0, ge=0, le=64)  # >0: new questions answered in that many worker processes
