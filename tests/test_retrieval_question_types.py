@@ -57,6 +57,7 @@ def test_any_measure_word_asks_for_a_number_in_that_unit():
     assert "兆帕" not in anchors  # the unit asked for says nothing about what the number is about
     assert missing_quantity(question, ["消火栓应当保持完好有效，出水压力符合要求。"], anchors)
     assert not missing_quantity(question, ["室内消火栓的出水压力不应低于0.35兆帕。"], anchors)
+    assert not missing_quantity(question, ["室内消火栓的出水压力不应低于0.35MPa。"], anchors)  # as a symbol
 
 
 def test_a_count_of_people_needs_a_stated_count():
@@ -109,3 +110,22 @@ def test_duty_question_is_not_answered_from_the_liability_chapter(bundled_kb):
 def test_fee_question_with_only_fines_in_the_library_is_declined(bundled_kb):
     answer = bundled_kb.ask("办理危险化学品经营许可证要交多少钱手续费？")
     assert not answer.answered
+
+
+def test_everyday_questions_are_nearer_other_topics_than_safety():
+    """The off-topic gate with the real e5 model: everyday questions fall below the answer
+    threshold, questions about safety duties stay above it."""
+    from knowledge.answer import AnswerStyle
+    from knowledge.embeddings import E5SmallEmbedder
+    from knowledge.scope import TopicGate
+
+    embedder = E5SmallEmbedder(threads=2)
+    gate, threshold = TopicGate(embedder), AnswerStyle().min_topic_margin
+
+    def margin(question):
+        return gate.margin(embedder.embed_queries([question])[0])
+
+    for question in ("周末想带孩子去郊外徒步，有什么好走的线路？", "新买的手机怎么把旧手机的照片传过来？"):
+        assert margin(question) < threshold, question
+    for question in ("饭店后厨的液化气罐放在哪里才安全？", "商场装修期间能不能动火施工？"):
+        assert margin(question) >= threshold, question
