@@ -192,6 +192,18 @@ def test_a_callback_that_waited_out_its_time_is_answered_success_at_once():
         assert open_reply(client.post("/wechat/callback", params=params, content=body).text)["Content"] == "答：刚发的"
 
 
+def test_the_five_seconds_count_from_the_start_of_the_timestamp_second():
+    """`timestamp` is whole seconds: the platform may have sent at its very start. 4.2 s after it
+    the ~4 s budget is spent, so even an instant answer goes as "success" + customer-service message."""
+    with FakeWxApi() as api:
+        ch = make(api.url, dispatch=Recorder(), clock=NOW + 4.2)
+        params, body = encrypted(text("临界", user="oEdge", msg_id="2003"))
+        with app_for(ch) as client:
+            assert client.post("/wechat/callback", params=params, content=body).text == "success"
+            sends = api.wait_for("/cgi-bin/message/custom/send")
+        assert sends[0]["json"]["text"]["content"] == "答：临界"
+
+
 def test_token_cached_and_errors_mapped():
     with FakeWxApi() as api:
         ch = make(api.url)
