@@ -18,6 +18,7 @@ from knowledge.base import BUNDLED_LIBRARY, BUNDLED_VECTORS, KnowledgeBase
 from knowledge.embeddings import EmbeddingSpec, create_embedder
 from knowledge.index import KnowledgeIndex, VectorCache, open_chroma
 from knowledge.lexical import Segmenter
+from knowledge.phrasings import BUNDLED_PHRASINGS, load_phrasings
 from knowledge.retrieve import RetrievalSettings
 from knowledge import vocabulary
 
@@ -63,6 +64,10 @@ def library_paths(config: Config) -> list[Path]:
     return [BUNDLED_LIBRARY if p == "@bundled" else Path(p).expanduser() for p in config.knowledge.library]
 
 
+def phrasing_paths(config: Config) -> list[Path]:
+    return [BUNDLED_PHRASINGS if p == "@bundled" else Path(p).expanduser() for p in config.knowledge.phrasings]
+
+
 def build_knowledge(config: Config, data_dir: Path, reset: bool = False) -> KnowledgeBase:
     k = config.knowledge
     kb_dir = data_dir / "kb"
@@ -74,7 +79,8 @@ def build_knowledge(config: Config, data_dir: Path, reset: bool = False) -> Know
     embedder = create_embedder(EmbeddingSpec(**k.embedding.model_dump()))
     segmenter = Segmenter(vocabulary.domain_terms())
     cache = VectorCache(BUNDLED_VECTORS / f"{embedder.name}.npz") if embedder else None
-    index = KnowledgeIndex(client, embedder, segmenter, k.max_chunk_chars, vector_cache=cache)
+    index = KnowledgeIndex(client, embedder, segmenter, k.max_chunk_chars, vector_cache=cache,
+                           phrasings=load_phrasings(phrasing_paths(config)))
     style = AnswerStyle(
         max_reply_chars=k.answer.max_reply_chars,
         further_sources=k.answer.further_sources,

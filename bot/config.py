@@ -65,6 +65,7 @@ class RetrievalSettings(_Section):
 
 class KnowledgeSettings(_Section):
     library: list[str] = Field(default_factory=lambda: ["@bundled"])  # @bundled = knowledge/library
+    phrasings: list[str] = Field(default_factory=lambda: ["@bundled"])  # @bundled = knowledge/phrasings
     auto_ingest_bundled: bool = True
     max_chunk_chars: int = Field(600, ge=200, le=4000)
     max_question_chars: int = Field(4000, ge=100)

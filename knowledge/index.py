@@ -23,6 +23,7 @@ import numpy as np
 
 from knowledge.embeddings import Embedder
 from knowledge.lexical import LexicalIndex, Segmenter
+from knowledge.phrasings import Phrasings
 from knowledge.splitter import split_document
 from knowledge.types import Chunk, SourceDocument
 
@@ -104,8 +105,10 @@ class KnowledgeIndex:
         segmenter: Segmenter,
         max_chunk_chars: int = 600,
         vector_cache: VectorCache | None = None,
+        phrasings: Phrasings | None = None,
     ):
         self.embedder = embedder
+        self.phrasings: Phrasings = phrasings or {}
         self.vector_cache = vector_cache
         self.segmenter = segmenter
         self.max_chunk_chars = max_chunk_chars
@@ -160,7 +163,9 @@ class KnowledgeIndex:
         self.chunk_ids = [cid for cid, _, _ in rows]
         self.chunks = [_chunk_from_record(text, meta) for _, text, meta in rows]
         self._position = {cid: i for i, cid in enumerate(self.chunk_ids)}
-        self.lexical = LexicalIndex(self.segmenter, [lexical_text(c) for c in self.chunks])
+        self.lexical = LexicalIndex(
+            self.segmenter, [lexical_text(c, self.phrasings.get((c.doc_title, c.article or ""), ())) for c in self.chunks]
+        )
         self.titles = {c.doc_title for c in self.chunks}
         # records in the collection (superseded revisions included), for the query's n_results:
         # asking Chroma to count on every question cost ~1 ms
@@ -327,9 +332,10 @@ class VectorCache:
         return len(hashes)
 
 
-def lexical_text(chunk: Chunk) -> str:
-    """What BM25 sees: the passage plus its place (章 titles such as 法律责任 carry meaning)."""
-    return " ".join((*chunk.heading_path, chunk.text))
+def lexical_text(chunk: Chunk, phrasings: tuple[str, ...] = ()) -> str:
+    """What BM25 sees: the passage plus its place (章 titles such as 法律责任 carry meaning) and the
+    everyday phrasings of its article (knowledge/phrasings.py)."""
+    return " ".join((*chunk.heading_path, chunk.text, *phrasings))
 
 
 def embedding_text(chunk: Chunk) -> str:

@@ -1,0 +1,106 @@
+"""Everyday phrasings of law articles (knowledge/phrasings.py): loaded from JSON-lines files, indexed
+with the article's BM25 text, never quoted; broken files are skipped with a log line."""
+import json
+import logging
+from pathlib import Path
+
+import pytest
+
+from bot.app import build_knowledge
+from knowledge.phrasings import BUNDLED_PHRASINGS, load_phrasings
+from tests.conftest import LIBRARY, lexical_config
+
+LAW = """# 测试安全条例
+
+2020年1月1日 测试公布
+
+<!-- INFO END -->
+
+## 第一章 总则
+
+第一条 为了测试，制定本条例。
+
+第二条 村口设置的宣传栏应当定期更新安全生产内容。
+
+第三条 饮用水源保护设施的维护由村民委员会负责。
+
+第四条 本条例自公布之日起施行。
+"""
+# Shares no word with 第三条 but one (村口) with 第二条: only the phrasing can lead to 第三条.
+COLLOQUIAL = "村口那口老井盖子坏了归谁修"
+PHRASING = {"article": "第三条", "questions": ["村里水井的井盖坏了该谁来修？"]}
+
+
+def write_phrasings(folder: Path, title: str, rows: list[dict] | list[str]) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{title}.jsonl"
+    lines = [row if isinstance(row, str) else json.dumps(row, ensure_ascii=False) for row in rows]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def kb_with(tmp_path: Path, phrasing_dirs: list[str]):
+    config = lexical_config()
+    config.knowledge.phrasings = phrasing_dirs
+    kb = build_knowledge(config, tmp_path / "data")
+    law = tmp_path / "law.md"
+    law.write_text(LAW, encoding="utf-8")
+    kb.ingest_paths([law])
+    return kb
+
+
+def top_article(kb, question: str) -> str | None:
+    hits = kb.search(question).hits
+    return hits[0].chunk.article if hits else None
+
+
+def test_a_phrasing_leads_a_colloquial_question_to_its_article(tmp_path):
+    folder = tmp_path / "phrasings"
+    write_phrasings(folder, "测试安全条例", [PHRASING])
+    assert top_article(kb_with(tmp_path, [str(folder)]), COLLOQUIAL) == "第三条"
+
+
+def test_without_phrasings_the_same_question_misses_that_article(tmp_path):
+    assert top_article(kb_with(tmp_path, []), COLLOQUIAL) == "第二条"
+
+
+def test_the_passage_found_is_the_article_text_not_the_phrasing(tmp_path):
+    folder = tmp_path / "phrasings"
+    write_phrasings(folder, "测试安全条例", [PHRASING])
+    kb = kb_with(tmp_path, [str(folder)])
+    hits = kb.search(COLLOQUIAL).hits
+    assert "饮用水源保护设施" in hits[0].chunk.text
+    assert all("水井" not in hit.chunk.text for hit in hits)
+
+
+def test_broken_lines_and_files_are_skipped_with_a_log_line(tmp_path, caplog):
+    folder = tmp_path / "phrasings"
+    write_phrasings(folder, "测试安全条例", [
+        {"article": "第二条", "questions": ["宣传栏多久换一次内容"]},
+        "{not json",
+        {"article": 3, "questions": ["编号写成了数字"]},
+        {"questions": ["缺了条号"]},
+    ])
+    (folder / "乱码条例.jsonl").write_bytes("第一条".encode("gb18030") + b"\xff\xfe")
+    with caplog.at_level(logging.WARNING, logger="knowledge.phrasings"):
+        loaded = load_phrasings([folder])
+    assert loaded == {("测试安全条例", "第二条"): ("宣传栏多久换一次内容",)}
+    assert sum("skipped" in r.getMessage() for r in caplog.records) == 4
+
+
+def test_a_missing_folder_gives_no_phrasings():
+    assert load_phrasings([Path("/nonexistent/phrasings")]) == {}
+
+
+@pytest.mark.parametrize(
+    "law_file", [p for p in sorted((LIBRARY / "laws").glob("*.md")) if p.name != "SOURCES.md"], ids=lambda p: p.stem
+)
+def test_bundled_phrasings_name_articles_that_exist(law_file):
+    from knowledge.loaders import load_document
+    from knowledge.splitter import split_document
+
+    doc = load_document(law_file)
+    articles = {c.article for c in split_document(doc, 600)}
+    bundled = {article for (title, article) in load_phrasings([BUNDLED_PHRASINGS]) if title == doc.title}
+    assert bundled, f"no phrasings for {doc.title}"
+    assert bundled <= articles
