@@ -108,7 +108,7 @@ class KnowledgeIndex:
         phrasings: Phrasings | None = None,
     ):
         self.embedder = embedder
-        self.phrasings: Phrasings = phrasings or {}
+        self.phrasings = phrasings or Phrasings()
         self.vector_cache = vector_cache
         self.segmenter = segmenter
         self.max_chunk_chars = max_chunk_chars
@@ -164,7 +164,7 @@ class KnowledgeIndex:
         self.chunks = [_chunk_from_record(text, meta) for _, text, meta in rows]
         self._position = {cid: i for i, cid in enumerate(self.chunk_ids)}
         self.lexical = LexicalIndex(
-            self.segmenter, [lexical_text(c, self.phrasings.get((c.doc_title, c.article or ""), ())) for c in self.chunks]
+            self.segmenter, [lexical_text(c, self.phrasings.for_chunk(c)) for c in self.chunks]
         )
         self.titles = {c.doc_title for c in self.chunks}
         # records in the collection (superseded revisions included), for the query's n_results:

@@ -84,12 +84,12 @@ def test_broken_lines_and_files_are_skipped_with_a_log_line(tmp_path, caplog):
     (folder / "乱码条例.jsonl").write_bytes("第一条".encode("gb18030") + b"\xff\xfe")
     with caplog.at_level(logging.WARNING, logger="knowledge.phrasings"):
         loaded = load_phrasings([folder])
-    assert loaded == {("测试安全条例", "第二条"): ("宣传栏多久换一次内容",)}
+    assert loaded.by_article == {("测试安全条例", "第二条"): ("宣传栏多久换一次内容",)} and not loaded.by_anchor
     assert sum("skipped" in r.getMessage() for r in caplog.records) == 4
 
 
 def test_a_missing_folder_gives_no_phrasings():
-    assert load_phrasings([Path("/nonexistent/phrasings")]) == {}
+    assert len(load_phrasings([Path("/nonexistent/phrasings")])) == 0
 
 
 @pytest.mark.parametrize(
@@ -101,6 +101,46 @@ def test_bundled_phrasings_name_articles_that_exist(law_file):
 
     doc = load_document(law_file)
     articles = {c.article for c in split_document(doc, 600)}
-    bundled = {article for (title, article) in load_phrasings([BUNDLED_PHRASINGS]) if title == doc.title}
+    bundled = {article for (title, article) in load_phrasings([BUNDLED_PHRASINGS]).by_article if title == doc.title}
     assert bundled, f"no phrasings for {doc.title}"
     assert bundled <= articles
+
+
+SPEECH = """在全镇安全生产工作会议上的讲话
+
+一、认清形势
+今年以来，全镇安全生产形势总体平稳，但隐患依然不少。
+二、压实责任
+各村要把网格员的巡查频次提上去，每周至少走一遍辖区的小作坊。
+"""
+
+
+def test_an_anchor_gives_phrasings_to_the_paragraph_that_starts_with_it(tmp_path):
+    speech = tmp_path / "镇长讲话.txt"
+    speech.write_text(SPEECH, encoding="utf-8")
+    config = lexical_config()
+    folder = tmp_path / "phrasings"
+    config.knowledge.phrasings = [str(folder)]
+    kb = build_knowledge(config, tmp_path / "data")
+    kb.ingest_paths([speech])
+    title = kb.index.chunks[0].doc_title
+    write_phrasings(folder, title, [{"anchor": "各村要把 网格员", "questions": ["开会说的村里巡逻多久转一次？"]}])
+    kb = build_knowledge(config, tmp_path / "data")  # phrasings are read when the index opens
+    hits = kb.search("村里巡逻多久转一次").hits
+    assert "网格员的巡查频次" in hits[0].chunk.text
+
+
+@pytest.mark.parametrize(
+    "speech_file", [p for p in sorted((LIBRARY / "speeches").glob("*.txt"))], ids=lambda p: p.stem
+)
+def test_every_bundled_speech_anchor_finds_its_paragraph(speech_file):
+    from knowledge.loaders import load_document
+    from knowledge.splitter import split_document
+
+    doc = load_document(speech_file)
+    chunks = split_document(doc, 600)
+    phrasings = load_phrasings([BUNDLED_PHRASINGS])
+    anchors = phrasings.by_anchor.get(doc.title, [])
+    assert anchors, f"no phrasings for {doc.title}"
+    given = {q for c in chunks for q in phrasings.for_chunk(c)}
+    assert all(set(questions) <= given for _, questions in anchors)
