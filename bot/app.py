@@ -89,7 +89,10 @@ def build_knowledge(config: Config, data_dir: Path, reset: bool = False) -> Know
         admin_contact=config.bot.admin_contact,
     )
     retrieval = RetrievalSettings(
-        fusion=k.retrieval.fusion, lexical_weight=k.retrieval.lexical_weight, dense_weight=k.retrieval.dense_weight
+        fusion=k.retrieval.fusion,
+        lexical_weight=k.retrieval.lexical_weight,
+        dense_weight=k.retrieval.dense_weight,
+        phrasing_weight=k.retrieval.phrasing_weight,
     )
     return KnowledgeBase(index, style, lock_path=kb_dir / "ingest.lock", llm_settings=k.llm, retrieval=retrieval,
                          cache_size=k.answer_cache_size)

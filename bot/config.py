@@ -61,6 +61,7 @@ class RetrievalSettings(_Section):
     fusion: Literal["score", "rank"] = "score"  # score fusion measured better than RRF (docs/benchmarks.md)
     lexical_weight: float = Field(0.6, ge=0)
     dense_weight: float = Field(0.4, ge=0)
+    phrasing_weight: float = Field(0.2, ge=0, le=1)  # share of the dense signal from the nearest article phrasing
 
 
 class KnowledgeSettings(_Section):

@@ -4,6 +4,8 @@ Chroma is the single store, so the same code works embedded (PersistentClient) a
 server (HttpClient). Two collections per embedding space:
 - ``kb_docs_<space>``: one record per live document (title -> content hash of the live revision).
 - ``kb_chunks_<space>``: chunk records, each tagged with the content hash of its document revision.
+- ``kb_phrasings_<space>`` (with an embedder): vectors of the article phrasings by text hash
+  (knowledge/phrasing_vectors.py).
 
 Ingesting a revision writes its chunks first and flips the document record last; readers only see
 chunks whose revision hash is live. An ingest interrupted at any point therefore leaves the previous
@@ -23,6 +25,7 @@ import numpy as np
 
 from knowledge.embeddings import Embedder
 from knowledge.lexical import LexicalIndex, Segmenter
+from knowledge.phrasing_vectors import PhrasingVectors, phrasing_key
 from knowledge.phrasings import Phrasings
 from knowledge.splitter import split_document
 from knowledge.types import Chunk, SourceDocument
@@ -118,6 +121,7 @@ class KnowledgeIndex:
             self._chunks = client.get_or_create_collection(
                 f"kb_chunks_{space}", embedding_function=None, metadata={"hnsw:space": "cosine"}
             )
+            self.phrasing_vectors = PhrasingVectors(client, space, embedder, vector_cache) if embedder else None
         except Exception as exc:
             raise KnowledgeIndexError(
                 f"知识库索引无法读取：{exc}。请执行 safeduty kb ingest --reset 重建索引。"
@@ -170,6 +174,11 @@ class KnowledgeIndex:
         # records in the collection (superseded revisions included), for the query's n_results:
         # asking Chroma to count on every question cost ~1 ms
         self._stored = len(got["ids"])
+        if self.phrasing_vectors is not None:
+            try:
+                self.phrasing_vectors.build(self.chunks, self.phrasings.for_chunk)
+            except Exception as exc:  # an optional signal: an embedding service or store failing must not stop the index
+                log.warning("phrasing vectors unavailable, retrieval goes on without them: %s", exc)
 
     @property
     def topic_gate(self):
@@ -202,6 +211,12 @@ class KnowledgeIndex:
             if pos is not None:
                 out.append((pos, 1.0 - float(distance)))
         return out[:k]
+
+    def phrasing_search(self, vector: np.ndarray | None, k: int) -> list[tuple[int, float]]:
+        """(chunk position, similarity of its nearest phrasing) best first; empty without an embedder."""
+        if vector is None or self.phrasing_vectors is None:
+            return []
+        return self.phrasing_vectors.search(vector, k)
 
     # ------------------------------------------------------------ writing
 
@@ -327,6 +342,10 @@ class VectorCache:
         got = index._chunks.get(include=["metadatas", "embeddings"])
         hashes = [m["text_hash"] for m in got["metadatas"]]
         vectors = np.asarray(got["embeddings"], dtype=np.float16)
+        if index.phrasing_vectors is not None:
+            keys, phrasing_vectors = index.phrasing_vectors.keys_and_vectors()
+            hashes += keys
+            vectors = np.vstack([vectors, phrasing_vectors.astype(np.float16)])
         path.parent.mkdir(parents=True, exist_ok=True)
         np.savez_compressed(path, hashes=np.array(hashes), vectors=vectors)
         return len(hashes)

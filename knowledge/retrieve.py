@@ -28,6 +28,9 @@ class RetrievalSettings:
     rrf_k: int = 60
     lexical_weight: float = 0.6
     dense_weight: float = 0.4
+    # Share of the dense signal from a passage's nearest article phrasing (knowledge/phrasing_vectors.py)
+    # rather than its own vector: 0.2 moved unseen hit@1/hit@5 by +0.03/+0.017.
+    phrasing_weight: float = 0.2
     expansion_weight: float = 0.5  # BM25 weight of vocabulary-bridge terms relative to the question's own
     named_law_boost: float = 0.2  # relative bonus for chunks of a law (or article number) the question names
     answer_type_boost: float = 0.15  # relative bonus for passages stating what the question asks for (a time, a fine ...)
@@ -91,12 +94,17 @@ def retrieve(index: KnowledgeIndex, question: str, k: int = 10, settings: Retrie
     lexical = own + settings.expansion_weight * expanded if expanded is not None else own
     vector = index.embed_query(question)
     dense_ranked = index.dense_search(vector, settings.candidates)
+    phrasing_ranked = index.phrasing_search(vector, settings.candidates) if settings.phrasing_weight > 0 else []
     if settings.fusion == "rank":
         fused = _rank_fused(lexical, dense_ranked, settings)
     else:
         fused = _normalised(lexical)
         if dense_ranked:
-            fused = settings.lexical_weight * fused + settings.dense_weight * _dense_scores(dense_ranked, fused.size)
+            dense = _dense_scores(dense_ranked, fused.size)
+            if phrasing_ranked:
+                w = settings.phrasing_weight
+                dense = (1.0 - w) * dense + w * _dense_scores(phrasing_ranked, fused.size)
+            fused = settings.lexical_weight * fused + settings.dense_weight * dense
     named = None
     if query.law or query.article_no is not None:
         named = np.array(

@@ -144,3 +144,48 @@ def test_every_bundled_speech_anchor_finds_its_paragraph(speech_file):
     assert anchors, f"no phrasings for {doc.title}"
     given = {q for c in chunks for q in phrasings.for_chunk(c)}
     assert all(set(questions) <= given for _, questions in anchors)
+
+
+# ---------------------------------------------------------------- phrasing vectors (dense side)
+
+
+@pytest.fixture
+def fake_embeddings():
+    from tests.fake_openai import FakeOpenAI
+
+    with FakeOpenAI() as server:
+        yield server
+
+
+def dense_kb(tmp_path: Path, server, folder: Path):
+    config = lexical_config()
+    config.knowledge.embedding.provider = "openai"
+    config.knowledge.embedding.base_url = server.base_url
+    config.knowledge.embedding.model = "fake-embed"
+    config.knowledge.phrasings = [str(folder)]
+    kb = build_knowledge(config, tmp_path / "data")
+    law = tmp_path / "law.md"
+    law.write_text(LAW, encoding="utf-8")
+    kb.ingest_paths([law])
+    return kb, config
+
+
+def embedded_texts(server) -> list[str]:
+    return [text for r in server.requests if r.path.endswith("/embeddings") for text in r.body["input"]]
+
+
+def test_a_question_near_a_phrasing_finds_its_article_by_vector(tmp_path, fake_embeddings):
+    folder = tmp_path / "phrasings"
+    write_phrasings(folder, "测试安全条例", [PHRASING])
+    kb, _ = dense_kb(tmp_path, fake_embeddings, folder)
+    question = PHRASING["questions"][0]  # the fake service gives equal texts equal vectors, others unrelated ones
+    position, similarity = kb.index.phrasing_search(kb.index.embed_query(question), 5)[0]
+    assert kb.index.chunks[position].article == "第三条" and similarity == pytest.approx(1.0)
+
+
+def test_a_phrasing_is_embedded_once_across_restarts(tmp_path, fake_embeddings):
+    folder = tmp_path / "phrasings"
+    write_phrasings(folder, "测试安全条例", [PHRASING])
+    _, config = dense_kb(tmp_path, fake_embeddings, folder)
+    build_knowledge(config, tmp_path / "data")  # reopen: the vector comes from Chroma
+    assert embedded_texts(fake_embeddings).count(PHRASING["questions"][0]) == 1
