@@ -73,6 +73,16 @@ def test_the_passage_found_is_the_article_text_not_the_phrasing(tmp_path):
     assert all("水井" not in hit.chunk.text for hit in hits)
 
 
+def test_a_match_on_phrasings_alone_is_weak_evidence(tmp_path):
+    """Phrasings find the passage, but only the passage's own words count as evidence for answering."""
+    folder = tmp_path / "phrasings"
+    write_phrasings(folder, "测试安全条例", [PHRASING])
+    kb = kb_with(tmp_path, [str(folder)])
+    retrieval = kb.search(COLLOQUIAL)
+    assert retrieval.hits[0].chunk.article == "第三条"
+    assert retrieval.top_lexical < kb.index.lexical.scores(retrieval.query.tokens).max()
+
+
 def test_broken_lines_and_files_are_skipped_with_a_log_line(tmp_path, caplog):
     folder = tmp_path / "phrasings"
     write_phrasings(folder, "测试安全条例", [
