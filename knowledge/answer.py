@@ -57,7 +57,7 @@ def decline_reason(retrieval: Retrieval, style: AnswerStyle) -> str | None:
                          if h.score >= QUANTITY_MIN_RELATIVE_SCORE * top_score]
     if missing_quantity(retrieval.query.text, quantity_passages,
                         retrieval.signals.get("quantity_anchors")):
-        return "asks for an amount none of the best passages states"
+        return "asks for a number, date or name none of the best passages states"
     if confidence(retrieval) < style.min_confidence:
         return f"weak evidence ({confidence(retrieval):.2f})"
     return None

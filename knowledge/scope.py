@@ -112,6 +112,12 @@ _N = "[0-9０-９〇零一二三四五六七八九十两百千万半]"
 _ASKING = "(?<![哪这那前近头了有就好些面])"
 _MEASURES = ("次|遍|回|级|分|层|台|辆|名|人次|人|位|箱|件|吨|公斤|千克|斤|克|升|立方米|平方米|平方|度|兆帕|千帕|帕|伏|"
              "千瓦|瓦|厘米|毫米|米|公里|秒|周|岁|倍|项|处|家|根|张|本|份|批|座|栋|间|户|支|盏|具|组|道|步")
+_DATE = re.compile(rf"{_N}+\s*月\s*{_N}+\s*[日号]|{_N}+\s*年\s*{_N}+\s*月|{_N}+\s*月(?:底|初|中|上旬|中旬|下旬)"
+                   r"|[〇○零一二三四五六七八九]{4}\s*年")
+# A line that is only a date (a speech's dateline) dates the whole document: it answers "哪天讲的"
+# without the question's words standing next to it.
+_DATELINE = re.compile(rf"^\s*[（(]?\s*(?:[0-9０-９〇○零一二三四五六七八九]{{4}}\s*年)?\s*{_N}+\s*月\s*{_N}+\s*[日号]\s*[）)]?\s*$", re.M)
+_POSTS = "(?:组长|队长|局长|站长|所长|主任|负责人|书记|镇长|乡长|县长|区长|市长|厂长|经理|院长|校长)"
 _MONEY = re.compile(rf"{_N}+\s*(?:万|千|百)?元|{_N}+\s*倍|收入(?:的)?(?:{_N}+\s*[%％]|百分之)")
 QUANTITY_UNITS: tuple[tuple[re.Pattern[str], re.Pattern[str]], ...] = (
     (re.compile(r"多少钱|罚多少|交多少|赔多少|多少费用|多少万|多少[\u4e00-\u9fff]{0,8}?(?:经费|资金|预算|补助|补贴|费用|钱)"
@@ -135,6 +141,12 @@ QUANTITY_UNITS: tuple[tuple[re.Pattern[str], re.Pattern[str]], ...] = (
     (re.compile(r"第几"), re.compile(rf"第{_N}+")),
     (re.compile(r"多高(?!的)|多深|多宽|多厚"), re.compile(rf"{_N}+\s*(?:米|厘米|毫米|公里|层)")),
     (re.compile(r"多重|多沉"), re.compile(rf"{_N}+\s*(?:吨|公斤|千克|斤|克)")),
+    # A date ("哪天到", "几号截止", "什么时候开始申报") needs a stated date (3月15日, 二○○七年一月, 月底前);
+    # "什么时候要报" alone is usually answered by a time limit, so it is not counted here.
+    (re.compile(r"哪一?天|几号|几月几[号日]|(?:什么时候|啥时候|何时)(?:开始|截止|结束|启动|申报|报名)"), _DATE),
+    # Who holds a post ("大队长是谁") needs a named person (the speeches write 某某同志).
+    # ("组长是谁说了算" asks who appoints, which a statute answers)
+    (re.compile(rf"{_POSTS}(?:现在|目前)?(?:是谁|叫什么|姓什么)(?!说了算|来定|定的|任命|指定)"), re.compile(r"同志")),
 )
 QUANTITY_WINDOW = 25  # characters either side of a stated quantity in which the question's subject must appear
 # Words that never say what a number is about.
@@ -171,13 +183,13 @@ def quantity_anchors(question: str, expansions: list[str], is_common: Callable[[
 _CJK_WORD_RE = re.compile(r"[\u4e00-\u9fff]+")
 _ASK_WORDS_RE = re.compile(
     rf"(?:是|有|一共)?(?:多少|几)个?(?:工作)?(?:钱|万|小时|学时|课时|月|年|天|日|分钟|{_MEASURES})?|第几|百分之|比例|占比"
-    r"|多远|多高|多深|多宽|多厚|多重|多沉|电话号"
+    r"|多远|多高|多深|多宽|多厚|多重|多沉|电话号|哪一?天|几号|是谁|叫什么|姓什么"
 )
 
 
 def missing_quantity(question: str, passages: list[str], anchors: frozenset[str] | None = None) -> bool:
-    """True when the question asks for an amount in a unit that no passage states next to one of the
-    anchor words (any mention of the unit counts when there are no anchors)."""
+    """True when the question asks for an amount in a unit (or a date, or who holds a post) that no
+    passage states next to one of the anchor words (any mention of the unit counts when there are no anchors)."""
     sanctions = _SANCTION_ASK_RE.search(question) is not None
     for asks, states in QUANTITY_UNITS:
         if asks.search(question) and not any(
@@ -188,6 +200,8 @@ def missing_quantity(question: str, passages: list[str], anchors: frozenset[str]
 
 
 def _stated_near(states: re.Pattern[str], passage: str, anchors: frozenset[str], skip_fines: bool) -> bool:
+    if states is _DATE and _DATELINE.search(passage):
+        return True
     for m in states.finditer(passage):
         if skip_fines and _SANCTION_RE.search(passage, m.end(), m.end() + 12):
             continue

@@ -67,6 +67,29 @@ def test_a_count_of_people_needs_a_stated_count():
     assert not missing_quantity(question, ["每个乡镇安监站配备2名以上专职安监员。"], anchors)
 
 
+def test_a_date_question_needs_a_stated_date_next_to_its_subject():
+    question = "电动自行车充电棚的补贴什么时候开始申报？"
+    anchors = quantity_anchors(question, [], never_common)
+    assert missing_quantity(question, ["鼓励建设电动自行车集中充电设施，给予适当补贴。"], anchors)
+    assert not missing_quantity(question, ["电动自行车充电棚补贴自3月1日起开始申报。"], anchors)
+
+
+def test_a_speech_dateline_answers_when_it_was_given():
+    question = "县长那次讲话是哪天讲的？"
+    anchors = quantity_anchors(question, [], never_common)
+    assert not missing_quantity(question, ["(二○○七年一月二十九日)\n一、强化认识，心中牢记安全"], anchors)
+    assert missing_quantity(question, ["一、强化认识，心中牢记安全。要在2月底前完成整治。"], anchors)
+
+
+def test_who_holds_a_post_needs_a_named_person():
+    question = "县消防救援大队的大队长现在是谁？"
+    anchors = quantity_anchors(question, [], never_common)
+    assert missing_quantity(question, ["县消防救援大队负责辖区火灾扑救和联合检查。"], anchors)
+    assert not missing_quantity(question, ["由张某某同志任县消防救援大队大队长，负责联合检查。"], anchors)
+    assert quantity_anchors("小孩放鞭炮，安全教育是谁的责任？", [], never_common) is None
+    assert quantity_anchors("事故调查组的组长是谁说了算？", [], never_common) is None
+
+
 def test_a_few_people_is_not_a_question_about_a_number():
     for question in ("厂里来了几个职校的实习生，也得培训吗？", "我们店就几个人，也要建救援队吗？",
                      "出事后好几个部门都来了，谁说了算？", "消防设施分哪几类？"):
