@@ -86,6 +86,7 @@ def build_knowledge(config: Config, data_dir: Path, reset: bool = False) -> Know
         further_sources=k.answer.further_sources,
         min_confidence=k.answer.min_confidence,
         min_topic_margin=k.answer.min_topic_margin,
+        min_example_margin=k.answer.min_example_margin,
         admin_contact=config.bot.admin_contact,
     )
     retrieval = RetrievalSettings(

@@ -55,6 +55,9 @@ class AnswerSettings(_Section):
     # With an embedding model: how much nearer a question must be to safety topics than to
     # everyday non-safety topics (tax, pensions, weather ...) to be answered.
     min_topic_margin: float = Field(-0.025, ge=-1, le=1)
+    # With phrasings: how much nearer a question must be to the library's phrasings than to the
+    # everyday chat examples (knowledge/everyday_questions.txt) to be answered.
+    min_example_margin: float = Field(-0.01, ge=-1, le=1)
 
 
 class RetrievalSettings(_Section):

@@ -135,6 +135,7 @@ class KnowledgeIndex:
         self.article_lexical = self.lexical
         self.titles: set[str] = set()
         self._topic_gate = None
+        self._example_gate = None
         self.reload()
 
     # ------------------------------------------------------------ reading
@@ -185,6 +186,15 @@ class KnowledgeIndex:
                 self.phrasing_vectors.build(self.chunks, self.phrasings.for_chunk)
             except Exception as exc:  # an optional signal: an embedding service or store failing must not stop the index
                 log.warning("phrasing vectors unavailable, retrieval goes on without them: %s", exc)
+
+    @property
+    def example_gate(self):
+        """Built on first use (embeds the everyday examples once); None without phrasing vectors."""
+        if self._example_gate is None and self.phrasing_vectors is not None:
+            from knowledge.scope import ExampleGate, load_everyday_questions
+
+            self._example_gate = ExampleGate(self.phrasing_vectors, load_everyday_questions())
+        return self._example_gate
 
     @property
     def topic_gate(self):

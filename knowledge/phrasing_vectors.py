@@ -44,9 +44,13 @@ class PhrasingVectors:
             for text in phrasings_of(chunk):
                 owner.append(pos)
                 texts.append(text)
-        vectors = self._vectors([phrasing_key(t) for t in texts], texts)
+        vectors = self.vectors_for(texts)
         self.owner = np.asarray(owner, dtype=np.int64)
         self.matrix = vectors
+
+    def nearest(self, vector: np.ndarray) -> float:
+        """Similarity of the nearest phrasing (-1 without any)."""
+        return float(np.einsum("ij,j->i", self.matrix, vector.astype(np.float32)).max()) if self.owner.size else -1.0
 
     def search(self, vector: np.ndarray, k: int) -> list[tuple[int, float]]:
         """(chunk position, similarity of its nearest phrasing) best first, at most k chunks."""
@@ -70,7 +74,9 @@ class PhrasingVectors:
         vectors = np.asarray(got["embeddings"] if got["embeddings"] is not None else [], dtype=np.float32)
         return list(got["ids"]), vectors.reshape(len(got["ids"]), self._embedder.dim)
 
-    def _vectors(self, keys: list[str], texts: list[str]) -> np.ndarray:
+    def vectors_for(self, texts: list[str]) -> np.ndarray:
+        """Query vectors of questions, embedded once (Chroma, then the shipped cache, then the model)."""
+        keys = [phrasing_key(t) for t in texts]
         unique = dict(zip(keys, texts))
         known: dict[str, np.ndarray] = {}
         ids = sorted(unique)

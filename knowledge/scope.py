@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import rjieba
@@ -89,6 +90,38 @@ def foreign_reference(question: str, library_titles: set[str]) -> str | None:
             if name in question:
                 return name
     return None
+
+
+EVERYDAY_QUESTIONS = Path(__file__).resolve().parent / "everyday_questions.txt"
+
+
+class ExampleGate:
+    """Is a question nearer to everyday chat than to anything the library is asked about?
+
+    The nearest of the library's phrasings (questions people ask about safety law) against the nearest
+    of 360 everyday chat questions (knowledge/everyday_questions.txt: health, schooling, cooking, pets,
+    travel ... written by us, none about safety) — like against like, which the short topic phrases
+    of TopicGate are not: off-topic chat that mentions a safety word in passing ("消防演练那天穿什么好看")
+    sits nearer the everyday examples. The threshold (knowledge.answer.min_example_margin) was set
+    under the weakest answerable dev question (margin 0.020) by 0.03.
+    """
+
+    def __init__(self, phrasing_vectors, examples: list[str]) -> None:
+        self._phrasings = phrasing_vectors
+        self._examples = phrasing_vectors.vectors_for(examples)
+
+    def margin(self, query_vector: np.ndarray) -> float | None:
+        if not self._phrasings.owner.size or not len(self._examples):
+            return None
+        everyday = float(np.einsum("ij,j->i", self._examples, query_vector.astype(np.float32)).max())
+        return self._phrasings.nearest(query_vector) - everyday
+
+
+def load_everyday_questions(path: Path = EVERYDAY_QUESTIONS) -> list[str]:
+    try:
+        return [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    except (OSError, UnicodeDecodeError):
+        return []
 
 
 class TopicGate:

@@ -152,3 +152,43 @@ def test_everyday_questions_are_nearer_other_topics_than_safety():
         assert margin(question) < threshold, question
     for question in ("饭店后厨的液化气罐放在哪里才安全？", "商场装修期间能不能动火施工？"):
         assert margin(question) >= threshold, question
+
+
+def test_everyday_chat_with_a_safety_word_is_nearer_the_everyday_examples(tmp_path):
+    """The example gate with the real e5 model, the bundled phrasings and everyday examples: chat that
+    only mentions a safety word falls below the threshold, colloquial safety questions stay above."""
+    import chromadb
+
+    from knowledge.answer import AnswerStyle
+    from knowledge.base import BUNDLED_LIBRARY, BUNDLED_VECTORS
+    from knowledge.embeddings import E5SmallEmbedder
+    from knowledge.index import VectorCache
+    from knowledge.loaders import load_document
+    from knowledge.phrasing_vectors import PhrasingVectors
+    from knowledge.phrasings import BUNDLED_PHRASINGS, load_phrasings
+    from knowledge.splitter import split_document
+    from knowledge.scope import ExampleGate, load_everyday_questions
+
+    embedder = E5SmallEmbedder(threads=2)
+    vectors = PhrasingVectors(chromadb.PersistentClient(path=str(tmp_path)), "test", embedder,
+                              VectorCache(BUNDLED_VECTORS / f"{embedder.name}.npz"))
+    laws = [p for p in sorted((BUNDLED_LIBRARY / "laws").glob("*.md")) if p.name != "SOURCES.md"]
+    vectors.build([c for law in laws for c in split_document(load_document(law), 600)],
+                  load_phrasings([BUNDLED_PHRASINGS]).for_chunk)
+    gate, threshold = ExampleGate(vectors, load_everyday_questions()), AnswerStyle().min_example_margin
+
+    def margin(question):
+        return gate.margin(embedder.embed_queries([question])[0])
+
+    for question in ("单位安全生产月搞活动，主持人穿什么衣服合适？", "单位年会抽奖，奖品买什么实用？",
+                     "消防站旁边新开的火锅店好吃吗？"):
+        assert margin(question) < threshold, question
+    for question in ("厂里叉车司机没证能开吗", "楼道里给电动车充电归谁管", "镇上开会说要搞隐患排查，我们村要做些啥"):
+        assert margin(question) >= threshold, question
+
+
+def test_everyday_examples_ship_with_the_package():
+    from knowledge.scope import load_everyday_questions
+
+    examples = load_everyday_questions()
+    assert len(examples) >= 300 and len(set(examples)) == len(examples)
