@@ -179,7 +179,13 @@ QUANTITY_UNITS: tuple[tuple[re.Pattern[str], re.Pattern[str]], ...] = (
     (re.compile(r"哪一?天|几号|几月几[号日]|(?:什么时候|啥时候|何时)(?:开始|截止|结束|启动|申报|报名)"), _DATE),
     # Who holds a post ("大队长是谁") needs a named person (the speeches write 某某同志).
     # ("组长是谁说了算" asks who appoints, which a statute answers)
-    (re.compile(rf"{_POSTS}(?:现在|目前)?(?:是谁|叫什么|姓什么)(?!说了算|来定|定的|任命|指定)"), re.compile(r"同志")),
+    (re.compile(rf"{_POSTS}(?:现在|目前)?(?:是谁|叫什么|姓什么)(?!说了算|来定|定的|任命|指定)|哪位(?:领导|同志)?"),
+     re.compile(r"同志")),
+    # The name or address of an app, site or account ("那个小程序叫啥", "网址是多少") needs a passage that
+    # names one: statutes name offices, not apps.
+    (re.compile(r"(?:小程序|公众号|网址|网站|[Aa][Pp][Pp]|二维码)(?:的)?(?:名字|叫|是|在哪|多少|哪个|啥|什么)"
+                r"|(?:哪个|什么|啥)(?:小程序|公众号|网站|[Aa][Pp][Pp])"),
+     re.compile(r"网址|网站|平台|小程序|公众号|[Aa][Pp][Pp]|二维码|互联网|网络")),
 )
 QUANTITY_WINDOW = 25  # characters either side of a stated quantity in which the question's subject must appear
 # Words that never say what a number is about.
@@ -216,7 +222,7 @@ def quantity_anchors(question: str, expansions: list[str], is_common: Callable[[
 _CJK_WORD_RE = re.compile(r"[\u4e00-\u9fff]+")
 _ASK_WORDS_RE = re.compile(
     rf"(?:是|有|一共)?(?:多少|几)个?(?:工作)?(?:钱|万|小时|学时|课时|月|年|天|日|分钟|{_MEASURES})?|第几|百分之|比例|占比"
-    r"|多远|多高|多深|多宽|多厚|多重|多沉|电话号|哪一?天|几号|是谁|叫什么|姓什么"
+    r"|多远|多高|多深|多宽|多厚|多重|多沉|电话号|哪一?天|几号|是谁|叫什么|姓什么|哪位"
 )
 
 

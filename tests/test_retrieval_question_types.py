@@ -90,6 +90,20 @@ def test_who_holds_a_post_needs_a_named_person():
     assert quantity_anchors("事故调查组的组长是谁说了算？", [], never_common) is None
 
 
+def test_which_official_needs_a_named_person():
+    question = "化工园区那次事故，调查组组长是哪位领导？"
+    anchors = quantity_anchors(question, [], never_common)
+    assert missing_quantity(question, ["事故调查组组长由负责事故调查的人民政府指定。"], anchors)
+    assert not missing_quantity(question, ["化工园区事故调查组由李某某同志任组长。"], anchors)
+
+
+def test_the_name_of_an_app_needs_a_passage_that_names_one():
+    question = "举报隐患的那个小程序叫啥名字？"
+    anchors = quantity_anchors(question, [], never_common)
+    assert missing_quantity(question, ["任何单位或者个人对事故隐患，均有权向负有监督管理职责的部门报告或者举报。"], anchors)
+    assert not missing_quantity(question, ["开通隐患举报小程序，群众可随手拍举报隐患。"], anchors)
+
+
 def test_a_few_people_is_not_a_question_about_a_number():
     for question in ("厂里来了几个职校的实习生，也得培训吗？", "我们店就几个人，也要建救援队吗？",
                      "出事后好几个部门都来了，谁说了算？", "消防设施分哪几类？"):
