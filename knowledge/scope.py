@@ -145,6 +145,11 @@ _N = "[0-9０-９〇零一二三四五六七八九十两百千万半]"
 _ASKING = "(?<![哪这那前近头了有就好些面])"
 _MEASURES = ("次|遍|回|级|分|层|台|辆|名|人次|人|位|箱|件|吨|公斤|千克|斤|克|升|立方米|平方米|平方|度|兆帕|千帕|帕|伏|"
              "千瓦|瓦|厘米|毫米|米|公里|秒|周|岁|倍|项|处|家|根|张|本|份|批|座|栋|间|户|支|盏|具|组|道|步")
+# Counts in any measure word; "几" in them can also mean "a few" (see _asked).
+_COUNT_ASKS = (
+    (re.compile(rf"{_ASKING}(?:几|多少)个?(?:{_MEASURES})(?![类种])"), re.compile(rf"{_N}+\s*(?:个?(?:{_MEASURES})|[A-Za-z℃°])")),
+    (re.compile(rf"{_ASKING}(?:几|多少)个(?![月小学课类种方])[\u4e00-\u9fff]"), re.compile(rf"{_N}+\s*(?:个|名|人|位|家|处|支)")),
+)
 _DATE = re.compile(rf"{_N}+\s*月\s*{_N}+\s*[日号]|{_N}+\s*年\s*{_N}+\s*月|{_N}+\s*月(?:底|初|中|上旬|中旬|下旬)"
                    r"|[〇○零一二三四五六七八九]{4}\s*年")
 # A line that is only a date (a speech's dateline) dates the whole document: it answers "哪天讲的"
@@ -169,8 +174,8 @@ QUANTITY_UNITS: tuple[tuple[re.Pattern[str], re.Pattern[str]], ...] = (
     # Any other measure word or unit: "多少兆帕", "几次", "多少箱", "几级"; a count of people or things
     # ("配几个专职安监员"); a rank ("排第几"); a size or a weight ("离地多高").
     # (the statutes often write units as symbols: 0.1MPa, 30L, 60℃)
-    (re.compile(rf"{_ASKING}(?:几|多少)个?(?:{_MEASURES})(?![类种])"), re.compile(rf"{_N}+\s*(?:个?(?:{_MEASURES})|[A-Za-z℃°])")),
-    (re.compile(rf"{_ASKING}(?:几|多少)个(?![月小学课类种方])[\u4e00-\u9fff]"), re.compile(rf"{_N}+\s*(?:个|名|人|位|家|处|支)")),
+    _COUNT_ASKS[0],
+    _COUNT_ASKS[1],
     (re.compile(r"第几"), re.compile(rf"第{_N}+")),
     (re.compile(r"多高(?!的)|多深|多宽|多厚"), re.compile(rf"{_N}+\s*(?:米|厘米|毫米|公里|层)")),
     (re.compile(r"多重|多沉"), re.compile(rf"{_N}+\s*(?:吨|公斤|千克|斤|克)")),
@@ -200,8 +205,7 @@ def quantity_anchors(question: str, expansions: list[str], is_common: Callable[[
     """The words a stated quantity must stand next to: the question's own words (without the quantity
     question itself) and their legal wording from the vocabulary, less words so common in the library
     (安全, 生产, 单位 ...) that they stand next to every number. None when no quantity is asked."""
-    asked = [asks for asks, _ in QUANTITY_UNITS if asks.search(question)]
-    if not asked:
+    if not _asked(question):
         return None
     rest = _ASK_WORDS_RE.sub(" ", question)  # "多少钱", "几个月": the unit asked for is not the subject
     words: set[str] = set()
@@ -226,12 +230,29 @@ _ASK_WORDS_RE = re.compile(
 )
 
 
+_YES_NO_RE = re.compile(r"吗|行不行|可不可以|能不能|可以不|是否|算不算")
+_COUNTS = {asks for asks, _ in _COUNT_ASKS}
+
+
+def _asked(question: str) -> list[re.Pattern[str]]:
+    """What the question asks to be stated (the passage patterns), in table order."""
+    out = []
+    for asks, states in QUANTITY_UNITS:
+        m = asks.search(question)
+        if m is None:
+            continue
+        if asks in _COUNTS and "几" in m.group(0) and _YES_NO_RE.search(question, m.end()):
+            continue  # "寄几箱烟花，走快递可以吗": a few boxes, in a yes-or-no question
+        out.append(states)
+    return out
+
+
 def missing_quantity(question: str, passages: list[str], anchors: frozenset[str] | None = None) -> bool:
     """True when the question asks for an amount in a unit (or a date, or who holds a post) that no
     passage states next to one of the anchor words (any mention of the unit counts when there are no anchors)."""
     sanctions = _SANCTION_ASK_RE.search(question) is not None
-    for asks, states in QUANTITY_UNITS:
-        if asks.search(question) and not any(
+    for states in _asked(question):
+        if not any(
             _stated_near(states, p, anchors or frozenset(), skip_fines=states is _MONEY and not sanctions) for p in passages
         ):
             return True
