@@ -81,7 +81,9 @@ def refusal(question: str, style: AnswerStyle, foreign: str | None = None) -> An
 
 
 def _quote_title(name: str) -> str:
-    return name if not re.search(r"[\u4e00-\u9fff]", name) else f"《{name}》"
+    if not re.search(r"[\u4e00-\u9fff]", name) or name.endswith("的规定"):  # GB 50016, 日本的规定
+        return name
+    return f"《{name}》"
 
 
 def _citation(hit: Hit, text: str | None = None) -> Citation:

@@ -76,11 +76,20 @@ OTHER_TOPICS = (
 )
 
 
+# Another country's rules: the library holds Chinese law and local documents only. Work abroad for a
+# Chinese employer is a different matter (工伤保险条例 covers 派遣出境).
+_FOREIGN_PLACE_RE = re.compile(r"日本|美国|韩国|德国|英国|法国|俄罗斯|澳大利亚|加拿大|新加坡|欧盟|欧洲|国外|外国")
+_SENT_ABROAD_RE = re.compile(r"出国|出境|境外|派到|派我|派去|外派|派遣|劳务")
+
+
 def foreign_reference(question: str, library_titles: set[str]) -> str | None:
-    """The name of a document the question asks about that the library does not hold."""
+    """The name of a document (or a country's rules) the question asks about that the library does not hold."""
     standard = _STANDARD_RE.search(question)
     if standard:
         return standard.group(0)
+    place = _FOREIGN_PLACE_RE.search(question)
+    if place and not _SENT_ABROAD_RE.search(question):
+        return f"{place.group(0)}的规定"
     for title in _BOOK_TITLE_RE.findall(question):
         bare = title.strip()
         if bare not in library_titles and vocabulary.resolve_law_alias(bare) is None:

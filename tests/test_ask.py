@@ -46,6 +46,18 @@ def test_question_about_a_law_outside_the_library_is_declined(bundled_kb):
     assert "《刑法》" in answer.text
 
 
+def test_question_about_another_countrys_rules_is_declined(bundled_kb):
+    answer = bundled_kb.ask("德国的工厂出了安全事故，要在多长时间内报告？")
+    assert not answer.answered
+    assert "德国的规定" in answer.text and "《" not in answer.text.splitlines()[0]
+
+
+def test_work_abroad_for_a_chinese_employer_is_not_another_countrys_rules(bundled_kb):
+    answer = bundled_kb.ask("公司派我去国外项目干活，在那边受伤了，国内工伤还认不认？")
+    assert answer.answered
+    assert "工伤保险条例" in answer.text
+
+
 def test_question_with_no_evidence_is_declined(bundled_kb):
     answer = bundled_kb.ask("周杰伦演唱会门票多少钱")
     assert not answer.answered
