@@ -154,6 +154,12 @@ _N = "[0-9０-９〇零一二三四五六七八九十两百千万半]"
 _ASKING = "(?<![哪这那前近头了有就好些面])"
 _MEASURES = ("次|遍|回|级|分|层|台|辆|名|人次|人|位|箱|件|吨|公斤|千克|斤|克|升|立方米|平方米|平方|度|兆帕|千帕|帕|伏|"
              "千瓦|瓦|厘米|毫米|米|公里|秒|周|岁|倍|项|处|家|根|张|本|份|批|座|栋|间|户|支|盏|具|组|道|步")
+# "几年" asks for a number of years (3年, 两年; not 2016年); "几年一次" may be answered by 每年 too,
+# "能用几年" may not (see _asked).
+_YEARS_ASK = re.compile(r"(?<![这那前近头])(?:几|多少)年")
+_YEARS = re.compile(r"(?<![0-9])[0-9]{1,2}\s*年|[〇零一二三四五六七八九十两半]+\s*年")
+_YEARS_OR_YEARLY = re.compile(_YEARS.pattern + r"|每年|年度")
+_HOW_OFTEN_RE = re.compile(r"一次|一回|一检|一审|一换|每")
 # Counts in any measure word; "几" in them can also mean "a few" (see _asked).
 _COUNT_ASKS = (
     (re.compile(rf"{_ASKING}(?:几|多少)个?(?:{_MEASURES})(?![类种])"), re.compile(rf"{_N}+\s*(?:个?(?:{_MEASURES})|[A-Za-z℃°])")),
@@ -173,8 +179,7 @@ QUANTITY_UNITS: tuple[tuple[re.Pattern[str], re.Pattern[str]], ...] = (
     (re.compile(r"(?:几|多少)个?(?:小时|学时|课时)"), re.compile(rf"{_N}+\s*个?(?:小时|学时|课时)")),
     # "这几个月" / "这几年" / "请了几天假" are not questions about a number
     (re.compile(r"(?<![这那前近头])(?:几|多少)个?月"), re.compile(rf"{_N}+\s*个月|半年|{_N}+\s*年")),
-    (re.compile(r"(?<![这那前近头])(?:几|多少)年"),
-     re.compile(r"(?<![0-9])[0-9]{1,2}\s*年|[〇零一二三四五六七八九十两半]+\s*年|每年|年度")),  # not 2016年
+    (_YEARS_ASK, _YEARS_OR_YEARLY),
     (re.compile(r"多少(?:个工作)?(?:天|日)|(?:提前|要|需要|得|用)几(?:个工作)?(?:天|日)|几(?:个工作)?(?:天|日)(?:内|以内|之内)"),
      re.compile(rf"{_N}+\s*个?(?:工作)?(?:日|天)")),
     (re.compile(r"(?:几|多少)分钟"), re.compile(rf"{_N}+\s*分钟")),
@@ -252,6 +257,8 @@ def _asked(question: str) -> list[re.Pattern[str]]:
             continue
         if asks in _COUNTS and "几" in m.group(0) and _YES_NO_RE.search(question, m.end()):
             continue  # "寄几箱烟花，走快递可以吗": a few boxes, in a yes-or-no question
+        if asks is _YEARS_ASK and not _HOW_OFTEN_RE.search(question, m.end()):
+            states = _YEARS  # "能用几年" is not answered by "每年检测一次"
         out.append(states)
     return out
 

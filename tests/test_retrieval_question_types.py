@@ -104,6 +104,13 @@ def test_the_name_of_an_app_needs_a_passage_that_names_one():
     assert not missing_quantity(question, ["开通隐患举报小程序，群众可随手拍举报隐患。"], anchors)
 
 
+def test_every_year_answers_how_often_but_not_how_long():
+    yearly = ["灭火器等消防器材每年至少检测一次。"]
+    for question, refused in (("家里的灭火器能用几年？", True), ("家里的灭火器几年检测一次？", False)):
+        anchors = quantity_anchors(question, [], never_common)
+        assert missing_quantity(question, yearly, anchors) is refused, question
+
+
 def test_a_few_people_is_not_a_question_about_a_number():
     for question in ("厂里来了几个职校的实习生，也得培训吗？", "我们店就几个人，也要建救援队吗？",
                      "出事后好几个部门都来了，谁说了算？", "消防设施分哪几类？",
