@@ -1,11 +1,11 @@
-"""Typical chat phrasings (常见问法) of law articles: questions people ask when an article is the answer.
+"""Typical chat phrasings (常见问法): questions people ask when a law article or a speech paragraph is the answer.
 
 The words of a question ("厂里叉车司机没证能开吗") and of the statute ("特种作业人员必须…取得相应资格")
 rarely overlap; a handful of everyday phrasings per article, written once by the maintainers and
 indexed with the article's BM25 text, bridge that gap the way doc2query expansions do — but written
 by people, not generated at run time. They only change which passage is found: answers still quote
-the article itself. On the questions we had not tuned on, hit@1 0.631 -> 0.700 and hit@5 0.844 ->
-0.910 (docs/benchmarks.md, session 5).
+the article itself. On the held-out questions, with the phrasing vectors, hit@1 0.63 -> 0.81 and
+hit@5 0.84 -> 0.96 (docs/benchmarks.md, session 5).
 
 Files: one JSON-lines file per document, named after the document's title (as `safeduty kb list`
 shows it). A line names a law's article, ``{"article": "第二十一条", "questions": ["…"]}``, or, for
