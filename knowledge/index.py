@@ -132,7 +132,6 @@ class KnowledgeIndex:
         self.chunk_ids: list[str] = []
         self._position: dict[str, int] = {}
         self.lexical = LexicalIndex(segmenter, [])
-        self.article_lexical = self.lexical
         self.titles: set[str] = set()
         self._topic_gate = None
         self._example_gate = None
@@ -169,13 +168,8 @@ class KnowledgeIndex:
         self.chunk_ids = [cid for cid, _, _ in rows]
         self.chunks = [_chunk_from_record(text, meta) for _, text, meta in rows]
         self._position = {cid: i for i, cid in enumerate(self.chunk_ids)}
-        own_words = [lexical_text(c) for c in self.chunks]
-        with_phrasings = [lexical_text(c, self.phrasings.for_chunk(c)) for c in self.chunks]
-        self.lexical = LexicalIndex(self.segmenter, with_phrasings)
-        # The passages' own words alone, for how strongly a question matches what the library says
-        # (answer confidence): phrasings raise every BM25 score, chit-chat's included.
-        self.article_lexical = (
-            self.lexical if with_phrasings == own_words else LexicalIndex(self.segmenter, own_words)
+        self.lexical = LexicalIndex(
+            self.segmenter, [lexical_text(c, self.phrasings.for_chunk(c)) for c in self.chunks]
         )
         self.titles = {c.doc_title for c in self.chunks}
         # records in the collection (superseded revisions included), for the query's n_results:

@@ -60,7 +60,7 @@ class Retrieval:
     query: Query
     hits: list[Hit]
     exact: bool = False  # the first hits are the named article itself
-    top_lexical: float = 0.0  # best raw BM25 score of the question's own tokens in the passages' own words
+    top_lexical: float = 0.0  # best raw BM25 score of the question's own tokens
     top_dense: float = 0.0  # best cosine similarity
     coverage: float = 0.0  # share of the question's tokens found in the best passage
     foreign: str | None = None  # a document the question asks about that the library lacks
@@ -158,8 +158,7 @@ def retrieve(index: KnowledgeIndex, question: str, k: int = 10, settings: Retrie
         query=query,
         hits=hits,
         exact=bool(exact),
-        top_lexical=_top_score(index.article_lexical.scores(query.tokens)) if index.article_lexical is not index.lexical
-        else _top_score(own),
+        top_lexical=_top_score(own),
         top_dense=dense_ranked[0][1] if dense_ranked else 0.0,
         coverage=_coverage(index, query, best),
         foreign=None if exact else foreign_reference(question, index.titles),
