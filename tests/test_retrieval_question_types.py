@@ -1,6 +1,8 @@
 """Question-type signals in retrieval and refusal: what a question asks for (a duration, a sanction,
 a definition, an amount) steers ranking, and an amount must be stated next to what is asked about."""
 
+import pytest
+
 from knowledge.retrieve import RetrievalSettings, retrieve
 from knowledge.scope import missing_quantity, quantity_anchors
 
@@ -67,41 +69,31 @@ def test_a_count_of_people_needs_a_stated_count():
     assert not missing_quantity(question, ["每个乡镇安监站配备2名以上专职安监员。"], anchors)
 
 
-def test_a_date_question_needs_a_stated_date_next_to_its_subject():
-    question = "电动自行车充电棚的补贴什么时候开始申报？"
+# (question, a passage about its subject that does not state what is asked, one that does)
+STATED_NEXT_TO_THE_SUBJECT = [
+    pytest.param("电动自行车充电棚的补贴什么时候开始申报？", "鼓励建设电动自行车集中充电设施，给予适当补贴。",
+                 "电动自行车充电棚补贴自3月1日起开始申报。", id="a date"),
+    pytest.param("县长那次讲话是哪天讲的？", "一、强化认识，心中牢记安全。要在2月底前完成整治。",
+                 "(二○○七年一月二十九日)\n一、强化认识，心中牢记安全", id="a speech's dateline"),
+    pytest.param("县消防救援大队的大队长现在是谁？", "县消防救援大队负责辖区火灾扑救和联合检查。",
+                 "由张某某同志任县消防救援大队大队长，负责联合检查。", id="who holds a post"),
+    pytest.param("化工园区那次事故，调查组组长是哪位领导？", "事故调查组组长由负责事故调查的人民政府指定。",
+                 "化工园区事故调查组由李某某同志任组长。", id="which official"),
+    pytest.param("举报隐患的那个小程序叫啥名字？", "任何单位或者个人对事故隐患，均有权向负有监督管理职责的部门报告或者举报。",
+                 "开通隐患举报小程序，群众可随手拍举报隐患。", id="the name of an app"),
+]
+
+
+@pytest.mark.parametrize("question, silent, stating", STATED_NEXT_TO_THE_SUBJECT)
+def test_what_is_asked_must_be_stated_in_a_passage(question, silent, stating):
     anchors = quantity_anchors(question, [], never_common)
-    assert missing_quantity(question, ["鼓励建设电动自行车集中充电设施，给予适当补贴。"], anchors)
-    assert not missing_quantity(question, ["电动自行车充电棚补贴自3月1日起开始申报。"], anchors)
+    assert missing_quantity(question, [silent], anchors)
+    assert not missing_quantity(question, [stating], anchors)
 
 
-def test_a_speech_dateline_answers_when_it_was_given():
-    question = "县长那次讲话是哪天讲的？"
-    anchors = quantity_anchors(question, [], never_common)
-    assert not missing_quantity(question, ["(二○○七年一月二十九日)\n一、强化认识，心中牢记安全"], anchors)
-    assert missing_quantity(question, ["一、强化认识，心中牢记安全。要在2月底前完成整治。"], anchors)
-
-
-def test_who_holds_a_post_needs_a_named_person():
-    question = "县消防救援大队的大队长现在是谁？"
-    anchors = quantity_anchors(question, [], never_common)
-    assert missing_quantity(question, ["县消防救援大队负责辖区火灾扑救和联合检查。"], anchors)
-    assert not missing_quantity(question, ["由张某某同志任县消防救援大队大队长，负责联合检查。"], anchors)
+def test_who_decides_or_whose_duty_is_not_asking_for_a_name():
     assert quantity_anchors("小孩放鞭炮，安全教育是谁的责任？", [], never_common) is None
     assert quantity_anchors("事故调查组的组长是谁说了算？", [], never_common) is None
-
-
-def test_which_official_needs_a_named_person():
-    question = "化工园区那次事故，调查组组长是哪位领导？"
-    anchors = quantity_anchors(question, [], never_common)
-    assert missing_quantity(question, ["事故调查组组长由负责事故调查的人民政府指定。"], anchors)
-    assert not missing_quantity(question, ["化工园区事故调查组由李某某同志任组长。"], anchors)
-
-
-def test_the_name_of_an_app_needs_a_passage_that_names_one():
-    question = "举报隐患的那个小程序叫啥名字？"
-    anchors = quantity_anchors(question, [], never_common)
-    assert missing_quantity(question, ["任何单位或者个人对事故隐患，均有权向负有监督管理职责的部门报告或者举报。"], anchors)
-    assert not missing_quantity(question, ["开通隐患举报小程序，群众可随手拍举报隐患。"], anchors)
 
 
 def test_every_year_answers_how_often_but_not_how_long():
