@@ -58,6 +58,9 @@ class AnswerSettings(_Section):
     # With phrasings: how much nearer a question must be to the library's phrasings than to the
     # everyday chat examples (knowledge/everyday_questions.txt) to be answered.
     min_example_margin: float = Field(-0.01, ge=-1, le=1)
+    # ... and to the practical safety how-tos (knowledge/practical_tips.txt: first aid, escaping,
+    # choosing equipment), which the laws do not answer.
+    min_tip_margin: float = Field(-0.04, ge=-1, le=1)
 
 
 class RetrievalSettings(_Section):

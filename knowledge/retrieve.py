@@ -66,6 +66,7 @@ class Retrieval:
     foreign: str | None = None  # a document the question asks about that the library lacks
     topic_margin: float | None = None  # safety-topic vs other-topic similarity (None: no embedder)
     example_margin: float | None = None  # nearest phrasing vs nearest everyday question (None: not available)
+    tip_margin: float | None = None  # nearest phrasing vs nearest practical how-to question
     signals: dict = field(default_factory=dict)
 
 
@@ -164,6 +165,7 @@ def retrieve(index: KnowledgeIndex, question: str, k: int = 10, settings: Retrie
         foreign=None if exact else foreign_reference(question, index.titles),
         topic_margin=index.topic_gate.margin(vector) if vector is not None and index.topic_gate else None,
         example_margin=index.example_gate.margin(vector) if vector is not None and index.example_gate else None,
+        tip_margin=index.tip_gate.margin(vector) if vector is not None and index.tip_gate else None,
         signals={"quantity_anchors": quantity_anchors(question, query.phrases, lambda w: _is_common(index, w)), **signals},
     )
 

@@ -102,6 +102,9 @@ def foreign_reference(question: str, library_titles: set[str]) -> str | None:
 
 
 EVERYDAY_QUESTIONS = Path(__file__).resolve().parent / "everyday_questions.txt"
+# Practical safety how-tos that laws do not answer (first aid, escaping, choosing and using equipment):
+# a second example set with its own threshold (knowledge.answer.min_tip_margin).
+PRACTICAL_TIPS = Path(__file__).resolve().parent / "practical_tips.txt"
 
 
 class ExampleGate:
@@ -126,7 +129,7 @@ class ExampleGate:
         return self._phrasings.nearest(query_vector) - everyday
 
 
-def load_everyday_questions(path: Path = EVERYDAY_QUESTIONS) -> list[str]:
+def load_example_questions(path: Path = EVERYDAY_QUESTIONS) -> list[str]:
     try:
         return [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
     except (OSError, UnicodeDecodeError):

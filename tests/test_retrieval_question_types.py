@@ -168,12 +168,11 @@ def test_everyday_questions_are_nearer_other_topics_than_safety():
         assert margin(question) >= threshold, question
 
 
-def test_everyday_chat_with_a_safety_word_is_nearer_the_everyday_examples(tmp_path):
-    """The example gate with the real e5 model, the bundled phrasings and everyday examples: chat that
-    only mentions a safety word falls below the threshold, colloquial safety questions stay above."""
+@pytest.fixture(scope="module")
+def e5_phrasings(tmp_path_factory):
+    """The real e5 model and the vectors of the bundled law phrasings (from the shipped cache)."""
     import chromadb
 
-    from knowledge.answer import AnswerStyle
     from knowledge.base import BUNDLED_LIBRARY, BUNDLED_VECTORS
     from knowledge.embeddings import E5SmallEmbedder
     from knowledge.index import VectorCache
@@ -181,19 +180,30 @@ def test_everyday_chat_with_a_safety_word_is_nearer_the_everyday_examples(tmp_pa
     from knowledge.phrasing_vectors import PhrasingVectors
     from knowledge.phrasings import BUNDLED_PHRASINGS, load_phrasings
     from knowledge.splitter import split_document
-    from knowledge.scope import ExampleGate, load_everyday_questions
 
     embedder = E5SmallEmbedder(threads=2)
-    vectors = PhrasingVectors(chromadb.PersistentClient(path=str(tmp_path)), "test", embedder,
+    vectors = PhrasingVectors(chromadb.PersistentClient(path=str(tmp_path_factory.mktemp("e5"))), "test", embedder,
                               VectorCache(BUNDLED_VECTORS / f"{embedder.name}.npz"))
     laws = [p for p in sorted((BUNDLED_LIBRARY / "laws").glob("*.md")) if p.name != "SOURCES.md"]
     vectors.build([c for law in laws for c in split_document(load_document(law), 600)],
                   load_phrasings([BUNDLED_PHRASINGS]).for_chunk)
-    gate, threshold = ExampleGate(vectors, load_everyday_questions()), AnswerStyle().min_example_margin
+    return embedder, vectors
 
-    def margin(question):
-        return gate.margin(embedder.embed_queries([question])[0])
 
+def _gate_margin(e5_phrasings, examples_path):
+    from knowledge.scope import ExampleGate, load_example_questions
+
+    embedder, vectors = e5_phrasings
+    gate = ExampleGate(vectors, load_example_questions(examples_path))
+    return lambda question: gate.margin(embedder.embed_queries([question])[0])
+
+
+def test_everyday_chat_with_a_safety_word_is_nearer_the_everyday_examples(e5_phrasings):
+    """Chat that only mentions a safety word falls below the threshold; colloquial safety questions stay above."""
+    from knowledge.answer import AnswerStyle
+    from knowledge.scope import EVERYDAY_QUESTIONS
+
+    margin, threshold = _gate_margin(e5_phrasings, EVERYDAY_QUESTIONS), AnswerStyle().min_example_margin
     for question in ("单位安全生产月搞活动，主持人穿什么衣服合适？", "单位年会抽奖，奖品买什么实用？",
                      "消防站旁边新开的火锅店好吃吗？"):
         assert margin(question) < threshold, question
@@ -201,8 +211,21 @@ def test_everyday_chat_with_a_safety_word_is_nearer_the_everyday_examples(tmp_pa
         assert margin(question) >= threshold, question
 
 
-def test_everyday_examples_ship_with_the_package():
-    from knowledge.scope import load_everyday_questions
+def test_first_aid_and_escape_tips_are_nearer_the_how_to_examples(e5_phrasings):
+    """How-tos the laws do not answer fall below the tip threshold; questions about duties stay above."""
+    from knowledge.answer import AnswerStyle
+    from knowledge.scope import PRACTICAL_TIPS
 
-    examples = load_everyday_questions()
-    assert len(examples) >= 300 and len(set(examples)) == len(examples)
+    margin, threshold = _gate_margin(e5_phrasings, PRACTICAL_TIPS), AnswerStyle().min_tip_margin
+    for question in ("手被开水烫了能不能抹牙膏？", "晚上家里着火了门把手很烫还能开门跑吗？"):
+        assert margin(question) < threshold, question
+    for question in ("厂里叉车司机没证能开吗", "车间电线老化冒火花，应该先找谁说？", "楼道里给电动车充电归谁管"):
+        assert margin(question) >= threshold, question
+
+
+@pytest.mark.parametrize("name", ["everyday_questions.txt", "practical_tips.txt"])
+def test_example_questions_ship_with_the_package(name):
+    from knowledge.scope import EVERYDAY_QUESTIONS, load_example_questions
+
+    examples = load_example_questions(EVERYDAY_QUESTIONS.parent / name)
+    assert len(examples) >= 100 and len(set(examples)) == len(examples)
