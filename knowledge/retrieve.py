@@ -159,7 +159,7 @@ def retrieve(index: KnowledgeIndex, question: str, k: int = 10, settings: Retrie
         query=query,
         hits=hits,
         exact=bool(exact),
-        top_lexical=_top_score(own),
+        top_lexical=float(own.max()) if own.size else 0.0,
         top_dense=dense_ranked[0][1] if dense_ranked else 0.0,
         coverage=_coverage(index, query, best),
         foreign=None if exact else foreign_reference(question, index.titles),
@@ -217,10 +217,6 @@ def _is_common(index: KnowledgeIndex, word: str) -> bool:
     if word not in cache:
         cache[word] = sum(1 for c in index.chunks if word in c.text)
     return cache[word] > COMMON_SHARE * len(index.chunks)
-
-
-def _top_score(scores: np.ndarray) -> float:
-    return float(scores.max()) if scores.size else 0.0
 
 
 def _normalised(scores: np.ndarray) -> np.ndarray:

@@ -54,3 +54,33 @@ def test_unreachable_embedding_endpoint_is_a_clear_error():
 def test_missing_sentence_transformers_dir_is_a_clear_error(tmp_path):
     with pytest.raises(EmbeddingError, match="目录不存在"):
         create_embedder(EmbeddingSpec(provider="sentence-transformers", model_dir=str(tmp_path / "none")))
+
+
+def test_shipped_vector_cache_round_trips_and_spares_the_embedding(openai_config, tmp_path, fake, monkeypatch):
+    """A cache written from one index (int8 codes, a scale per vector) gives another index the same
+    vectors, to within a cosine of 0.001, without asking the embedding service again — passages and
+    their phrasings alike."""
+    import numpy as np
+
+    from knowledge.index import VectorCache
+
+    law = LIBRARY / "laws" / "安全生产许可证条例.md"
+    first = build_knowledge(openai_config, tmp_path / "first")
+    first.ingest_paths([law])
+    shipped = tmp_path / "vectors"
+    assert VectorCache.write(shipped / f"{first.index.embedder.name}.npz", first.index) > len(first.index.chunks)
+
+    monkeypatch.setattr("bot.app.BUNDLED_VECTORS", shipped)  # where build_knowledge looks for the cache
+    second = build_knowledge(openai_config, tmp_path / "second")
+    asked_before = sum(len(r.body["input"]) for r in fake.requests if r.path.endswith("/embeddings"))
+    second.ingest_paths([law])
+    asked_after = sum(len(r.body["input"]) for r in fake.requests if r.path.endswith("/embeddings"))
+    assert asked_after == asked_before
+
+    def vectors(kb):
+        got = kb.index._chunks.get(include=["metadatas", "embeddings"])
+        return {m["text_hash"]: np.asarray(v) for m, v in zip(got["metadatas"], got["embeddings"])}
+
+    original, cached = vectors(first), vectors(second)
+    assert original.keys() == cached.keys()
+    assert min(float(original[h] @ cached[h]) for h in original) > 0.999
