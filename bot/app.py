@@ -87,7 +87,6 @@ def build_knowledge(config: Config, data_dir: Path, reset: bool = False) -> Know
         min_confidence=k.answer.min_confidence,
         min_topic_margin=k.answer.min_topic_margin,
         min_example_margin=k.answer.min_example_margin,
-        min_tip_margin=k.answer.min_tip_margin,
         admin_contact=config.bot.admin_contact,
     )
     retrieval = RetrievalSettings(

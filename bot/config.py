@@ -56,11 +56,9 @@ class AnswerSettings(_Section):
     # everyday non-safety topics (tax, pensions, weather ...) to be answered.
     min_topic_margin: float = Field(-0.025, ge=-1, le=1)
     # With phrasings: how much nearer a question must be to the library's phrasings than to the
-    # everyday chat examples (knowledge/everyday_questions.txt) to be answered.
-    min_example_margin: float = Field(-0.01, ge=-1, le=1)
-    # ... and to the practical safety how-tos (knowledge/practical_tips.txt: first aid, escaping,
-    # choosing equipment), which the laws do not answer.
-    min_tip_margin: float = Field(-0.04, ge=-1, le=1)
+    # nearest question the library does not answer (everyday chat, practical how-tos, local services:
+    # knowledge/*_questions.txt, practical_tips.txt) to be answered; 0 is the nearest-neighbour rule.
+    min_example_margin: float = Field(0.0, ge=-1, le=1)
 
 
 class RetrievalSettings(_Section):

@@ -29,8 +29,7 @@ class AnswerStyle:
     further_sources: int = 2
     min_confidence: float = 0.2
     min_topic_margin: float = -0.025
-    min_example_margin: float = -0.01
-    min_tip_margin: float = -0.04
+    min_example_margin: float = 0.0
     admin_contact: str = "区安委办"
 
 
@@ -55,9 +54,7 @@ def decline_reason(retrieval: Retrieval, style: AnswerStyle) -> str | None:
     if retrieval.topic_margin is not None and retrieval.topic_margin < style.min_topic_margin:
         return f"off-topic (margin {retrieval.topic_margin:.3f})"
     if retrieval.example_margin is not None and retrieval.example_margin < style.min_example_margin:
-        return f"off-topic (nearer everyday chat, margin {retrieval.example_margin:.3f})"
-    if retrieval.tip_margin is not None and retrieval.tip_margin < style.min_tip_margin:
-        return f"a practical how-to, not a rule (margin {retrieval.tip_margin:.3f})"
+        return f"nearer a question the library does not answer ({retrieval.example_source}, margin {retrieval.example_margin:.3f})"
     top_score = retrieval.hits[0].score
     quantity_passages = [h.chunk.text for h in retrieval.hits[:QUANTITY_PASSAGES]
                          if h.score >= QUANTITY_MIN_RELATIVE_SCORE * top_score]

@@ -135,7 +135,6 @@ class KnowledgeIndex:
         self.titles: set[str] = set()
         self._topic_gate = None
         self._example_gate = None
-        self._tip_gate = None
         self.reload()
 
     # ------------------------------------------------------------ reading
@@ -184,21 +183,13 @@ class KnowledgeIndex:
 
     @property
     def example_gate(self):
-        """Everyday chat examples; built on first use (embeds them once); None without phrasing vectors."""
+        """Questions the library does not answer; built on first use (embeds them once); None without
+        phrasing vectors."""
         if self._example_gate is None and self.phrasing_vectors is not None:
-            from knowledge.scope import EVERYDAY_QUESTIONS, ExampleGate, load_example_questions
+            from knowledge.scope import ExampleGate, load_outside_examples
 
-            self._example_gate = ExampleGate(self.phrasing_vectors, load_example_questions(EVERYDAY_QUESTIONS))
+            self._example_gate = ExampleGate(self.phrasing_vectors, load_outside_examples())
         return self._example_gate
-
-    @property
-    def tip_gate(self):
-        """Practical safety how-to examples (first aid, escaping, equipment), like example_gate."""
-        if self._tip_gate is None and self.phrasing_vectors is not None:
-            from knowledge.scope import PRACTICAL_TIPS, ExampleGate, load_example_questions
-
-            self._tip_gate = ExampleGate(self.phrasing_vectors, load_example_questions(PRACTICAL_TIPS))
-        return self._tip_gate
 
     @property
     def topic_gate(self):

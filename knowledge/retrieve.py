@@ -65,8 +65,10 @@ class Retrieval:
     coverage: float = 0.0  # share of the question's tokens found in the best passage
     foreign: str | None = None  # a document the question asks about that the library lacks
     topic_margin: float | None = None  # safety-topic vs other-topic similarity (None: no embedder)
-    example_margin: float | None = None  # nearest phrasing vs nearest everyday question (None: not available)
-    tip_margin: float | None = None  # nearest phrasing vs nearest practical how-to question
+    # nearest phrasing vs nearest question the library does not answer, and that question's file
+    # (None: no phrasing vectors)
+    example_margin: float | None = None
+    example_source: str | None = None
     signals: dict = field(default_factory=dict)
 
 
@@ -164,10 +166,14 @@ def retrieve(index: KnowledgeIndex, question: str, k: int = 10, settings: Retrie
         coverage=_coverage(index, query, best),
         foreign=None if exact else foreign_reference(question, index.titles),
         topic_margin=index.topic_gate.margin(vector) if vector is not None and index.topic_gate else None,
-        example_margin=index.example_gate.margin(vector) if vector is not None and index.example_gate else None,
-        tip_margin=index.tip_gate.margin(vector) if vector is not None and index.tip_gate else None,
+        **_example_signal(index, vector),
         signals={"quantity_anchors": quantity_anchors(question, query.phrases, lambda w: _is_common(index, w)), **signals},
     )
+
+
+def _example_signal(index: KnowledgeIndex, vector) -> dict:
+    nearest = index.example_gate.margin(vector) if vector is not None and index.example_gate else None
+    return {"example_margin": nearest[0], "example_source": nearest[1]} if nearest else {}
 
 
 # What a question asks for, and how a passage that supplies it reads: "多久" wants a duration or a

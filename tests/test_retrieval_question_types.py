@@ -170,7 +170,7 @@ def test_everyday_questions_are_nearer_other_topics_than_safety():
 
 @pytest.fixture(scope="module")
 def e5_phrasings(tmp_path_factory):
-    """The real e5 model and the vectors of the bundled law phrasings (from the shipped cache)."""
+    """The real e5 model and the vectors of the bundled library's phrasings (from the shipped cache)."""
     import chromadb
 
     from knowledge.base import BUNDLED_LIBRARY, BUNDLED_VECTORS
@@ -184,48 +184,50 @@ def e5_phrasings(tmp_path_factory):
     embedder = E5SmallEmbedder(threads=2)
     vectors = PhrasingVectors(chromadb.PersistentClient(path=str(tmp_path_factory.mktemp("e5"))), "test", embedder,
                               VectorCache(BUNDLED_VECTORS / f"{embedder.name}.npz"))
-    laws = [p for p in sorted((BUNDLED_LIBRARY / "laws").glob("*.md")) if p.name != "SOURCES.md"]
-    vectors.build([c for law in laws for c in split_document(load_document(law), 600)],
+    documents = [p for p in sorted(BUNDLED_LIBRARY.glob("*/*.*")) if p.name != "SOURCES.md"]
+    vectors.build([c for doc in documents for c in split_document(load_document(doc), 600)],
                   load_phrasings([BUNDLED_PHRASINGS]).for_chunk)
     return embedder, vectors
 
 
-def _gate_margin(e5_phrasings, examples_path):
-    from knowledge.scope import ExampleGate, load_example_questions
+@pytest.fixture(scope="module")
+def outside_margin(e5_phrasings):
+    """Margin of a question between the library's phrasings and the bundled outside examples."""
+    from knowledge.scope import ExampleGate, load_outside_examples
 
     embedder, vectors = e5_phrasings
-    gate = ExampleGate(vectors, load_example_questions(examples_path))
+    gate = ExampleGate(vectors, load_outside_examples())
     return lambda question: gate.margin(embedder.embed_queries([question])[0])
 
 
-def test_everyday_chat_with_a_safety_word_is_nearer_the_everyday_examples(e5_phrasings):
+def test_everyday_chat_with_a_safety_word_is_nearer_the_outside_examples(outside_margin):
     """Chat that only mentions a safety word falls below the threshold; colloquial safety questions stay above."""
     from knowledge.answer import AnswerStyle
-    from knowledge.scope import EVERYDAY_QUESTIONS
 
-    margin, threshold = _gate_margin(e5_phrasings, EVERYDAY_QUESTIONS), AnswerStyle().min_example_margin
+    threshold = AnswerStyle().min_example_margin
     for question in ("单位安全生产月搞活动，主持人穿什么衣服合适？", "单位年会抽奖，奖品买什么实用？",
                      "消防站旁边新开的火锅店好吃吗？"):
-        assert margin(question) < threshold, question
+        margin, source = outside_margin(question)
+        assert margin < threshold and source == "everyday_questions", question
     for question in ("厂里叉车司机没证能开吗", "楼道里给电动车充电归谁管", "镇上开会说要搞隐患排查，我们村要做些啥"):
-        assert margin(question) >= threshold, question
+        assert outside_margin(question)[0] >= threshold, question
 
 
-def test_first_aid_and_escape_tips_are_nearer_the_how_to_examples(e5_phrasings):
-    """How-tos the laws do not answer fall below the tip threshold; questions about duties stay above."""
+def test_first_aid_and_escape_tips_are_nearer_the_how_to_examples(outside_margin):
+    """How-tos the laws do not answer fall below the threshold; questions about duties stay above."""
     from knowledge.answer import AnswerStyle
-    from knowledge.scope import PRACTICAL_TIPS
 
-    margin, threshold = _gate_margin(e5_phrasings, PRACTICAL_TIPS), AnswerStyle().min_tip_margin
+    threshold = AnswerStyle().min_example_margin
     for question in ("手被开水烫了能不能抹牙膏？", "晚上家里着火了门把手很烫还能开门跑吗？"):
-        assert margin(question) < threshold, question
-    for question in ("厂里叉车司机没证能开吗", "车间电线老化冒火花，应该先找谁说？", "楼道里给电动车充电归谁管"):
-        assert margin(question) >= threshold, question
+        margin, source = outside_margin(question)
+        assert margin < threshold and source == "practical_tips", question
+    for question in ("厂里叉车司机没证能开吗", "工地上发现脚手架松动，工人可以先停工撤出来吗？", "楼道里给电动车充电归谁管"):
+        assert outside_margin(question)[0] >= threshold, question
 
 
-@pytest.mark.parametrize("name", ["everyday_questions.txt", "practical_tips.txt"])
-def test_example_questions_ship_with_the_package(name):
-    from knowledge.scope import EVERYDAY_QUESTIONS, load_example_questions
+@pytest.mark.parametrize("path", ["EVERYDAY_QUESTIONS", "PRACTICAL_TIPS", "BEYOND_LIBRARY"])
+def test_outside_examples_ship_with_the_package(path):
+    from knowledge import scope
 
-    examples = load_example_questions(EVERYDAY_QUESTIONS.parent / name)
+    examples = scope.load_example_questions(getattr(scope, path))
     assert len(examples) >= 100 and len(set(examples)) == len(examples)
