@@ -62,6 +62,27 @@ def test_any_measure_word_asks_for_a_number_in_that_unit():
     assert not missing_quantity(question, ["室内消火栓的出水压力不应低于0.35MPa。"], anchors)  # as a symbol
 
 
+def test_a_unit_asked_for_is_not_answered_by_a_count_of_something_else():
+    question = "企业安全生产标准化达标评审要考到多少分才算通过？"
+    anchors = quantity_anchors(question, [], never_common)
+    assert missing_quantity(question, ["全市已有315家企业完成安全生产标准化达标评审。"], anchors)
+    assert not missing_quantity(question, ["安全生产标准化达标评审得分在70分以上的，评为三级。"], anchors)
+
+
+def test_counting_words_stay_loose():
+    """'分几层' is answered by '四级', so counting words (层, 级, 次 ...) accept any counted number."""
+    question = "网格化监管要分几层？"
+    anchors = quantity_anchors(question, [], never_common)
+    assert not missing_quantity(question, ["完善市、镇街、村居四级监管网格。"], anchors)
+
+
+def test_a_date_relative_to_an_event_answers_from_which_day():
+    question = "罚了款还不整改，按日连续处罚从哪天起算？"
+    anchors = quantity_anchors(question, [], never_common)
+    assert missing_quantity(question, ["拒不整改的，可以按日连续处罚。"], anchors)
+    assert not missing_quantity(question, ["拒不整改的，自作出责令改正之日的次日起按日连续处罚。"], anchors)
+
+
 def test_a_count_of_people_needs_a_stated_count():
     question = "乡镇安监站要配几个专职安监员？"
     anchors = quantity_anchors(question, [], never_common)
@@ -106,7 +127,8 @@ def test_every_year_answers_how_often_but_not_how_long():
 def test_a_few_people_is_not_a_question_about_a_number():
     for question in ("厂里来了几个职校的实习生，也得培训吗？", "我们店就几个人，也要建救援队吗？",
                      "出事后好几个部门都来了，谁说了算？", "消防设施分哪几类？",
-                     "过年想给亲戚寄几箱烟花，走快递可以吗？"):
+                     "过年想给亲戚寄几箱烟花，走快递可以吗？", "老板让我们几个工人统一口径，会怎么罚？",
+                     "那台锅炉是九几年的，超期服役怎么处理？", "槽罐车多拉几吨中不中？"):
         assert quantity_anchors(question, [], never_common) is None, question
 
 # Question-type signals off: no hand-tuned boosts and no learned ranker (whose features include them).
@@ -222,6 +244,18 @@ def test_first_aid_and_escape_tips_are_nearer_the_how_to_examples(outside_margin
         margin, source = outside_margin(question)
         assert margin < threshold and source == "practical_tips", question
     for question in ("厂里叉车司机没证能开吗", "工地上发现脚手架松动，工人可以先停工撤出来吗？", "楼道里给电动车充电归谁管"):
+        assert outside_margin(question)[0] >= threshold, question
+
+
+def test_statistics_and_shopping_are_nearer_the_beyond_library_examples(outside_margin):
+    """Figures and brands no statute states fall below the threshold; whom to tell about a hazard does not."""
+    from knowledge.answer import AnswerStyle
+
+    threshold = AnswerStyle().min_example_margin
+    for question in ("去年全省一共发生了多少起火灾？", "单位买的消防水带哪个牌子耐用？"):
+        margin, source = outside_margin(question)
+        assert margin < threshold and source == "beyond_library_questions", question
+    for question in ("发现饭店后厨液化气罐漏气，应该向哪个部门反映？", "电梯年检过期了还在用，归哪个部门管？"):
         assert outside_margin(question)[0] >= threshold, question
 
 
