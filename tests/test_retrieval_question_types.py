@@ -4,7 +4,7 @@ a definition, an amount) steers ranking, and an amount must be stated next to wh
 import pytest
 
 from knowledge.retrieve import RetrievalSettings, retrieve
-from knowledge.scope import missing_quantity, quantity_anchors
+from knowledge.scope import foreign_reference, missing_quantity, quantity_anchors
 
 
 def never_common(word: str) -> bool:
@@ -67,6 +67,22 @@ def test_a_unit_asked_for_is_not_answered_by_a_count_of_something_else():
     anchors = quantity_anchors(question, [], never_common)
     assert missing_quantity(question, ["全市已有315家企业完成安全生产标准化达标评审。"], anchors)
     assert not missing_quantity(question, ["安全生产标准化达标评审得分在70分以上的，评为三级。"], anchors)
+
+
+def test_milligrams_are_a_unit():
+    question = "血液里酒精含量到多少毫克算醉酒驾驶？"
+    anchors = quantity_anchors(question, [], never_common)
+    assert missing_quantity(question, ["醉酒驾驶机动车的，由公安机关交通管理部门约束至酒醒。"], anchors)
+    assert not missing_quantity(question, ["血液中的酒精含量大于或者等于80mg/100ml的，为醉酒驾驶。"], anchors)
+
+
+@pytest.mark.parametrize("question, named", [
+    ("按GB 2894的要求，禁止标志是什么颜色？", "GB 2894"),  # right after a Chinese character
+    ("GB/T 29639里应急预案分几部分", "GB/T 29639"),
+    ("日本的消防法规定家里必须装烟感吗", "日本的规定"),
+])
+def test_a_document_the_library_lacks_is_named(question, named):
+    assert foreign_reference(question, set()) == named
 
 
 def test_counting_words_stay_loose():
