@@ -210,9 +210,11 @@ class KnowledgeBase:
             from knowledge.llm import llm_answer
 
             written = llm_answer(question, retrieval.hits, self.llm_settings)
-            if written is not None:
-                return written, True
-            return extractive, False
+            if written is None:
+                return extractive, False
+            if not written.answered:  # the model read the passages and found no answer in them
+                return refusal(question, self.style), True
+            return written, True
         return extractive, True
 
     def warm_up(self) -> None:

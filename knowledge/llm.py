@@ -3,8 +3,10 @@
 The model (any OpenAI-compatible endpoint, via langchain-openai) sees at most MAX_PASSAGES passages,
 numbered [1]..[n] with their citation labels, and must answer only from them with [n] markers.
 Its output is accepted only if every marker points at a given passage and every 《title》(第X条) it names
-is one of the passages (or is quoted inside one). Anything else returns None: the caller then falls
-back to the extractive answer. langchain_openai is imported lazily: the extractive path never pays for it.
+is one of the passages (or is quoted inside one). A plain "not covered" (NOT_COVERED, no marker) is the
+model's reading that the passages do not answer the question: the caller declines, since judging that
+is what the extractive path cannot do. Anything else returns None: the caller then falls back to the
+extractive answer. langchain_openai is imported lazily: the extractive path never pays for it.
 """
 from __future__ import annotations
 
@@ -48,8 +50,13 @@ class Rejected(Exception):
     """The model output failed a grounding check; the message names the reason."""
 
 
+class NotCovered(Exception):
+    """The model read the passages and says they do not answer the question."""
+
+
 def llm_answer(question: str, hits: list[Hit], settings: LLMSettings) -> Answer | None:
-    """An LLM-written, citation-checked answer, or None to fall back to the extractive answer."""
+    """An LLM-written, citation-checked answer; an unanswered one when the model finds no answer in the
+    passages; None to fall back to the extractive answer."""
     chunks = [hit.chunk for hit in hits[:MAX_PASSAGES]]
     if not chunks:
         log.warning("LLM answer skipped: no passages")
@@ -64,6 +71,9 @@ def llm_answer(question: str, hits: list[Hit], settings: LLMSettings) -> Answer 
         return None
     try:
         return check_answer(_content_text(reply), chunks)
+    except NotCovered:
+        log.info("LLM found no answer in the passages for %r", question[:80])
+        return Answer(answered=False, text=NOT_COVERED, mode="refusal")
     except Rejected as exc:
         log.warning("LLM answer rejected: %s", exc)
         return None
@@ -80,6 +90,9 @@ def check_answer(raw: str, chunks: list[Chunk]) -> Answer:
     if not text:
         raise Rejected("empty output")
     if NOT_COVERED_RE.search(text):
+        if not MARKER_RE.search(text):
+            raise NotCovered()
+        # a partial answer that cites passages and says part is not covered: the extractive answer
         raise Rejected("model said the passages do not cover the question")
     order = _cited_passages(text, len(chunks))  # passage indexes (0-based) in first-marker order
     _check_titles(text, chunks)

@@ -40,6 +40,14 @@ def test_llm_server_error_falls_back_to_extractive(kb_with_llm):
     assert kb.ask(QUESTION).mode == "extractive"
 
 
+def test_llm_finding_no_answer_in_the_passages_declines(kb_with_llm):
+    kb, fake = kb_with_llm
+    fake.reply("知识库中没有相关规定")
+    answer = kb.ask(QUESTION)
+    assert not answer.answered and answer.mode == "refusal"
+    assert "知识库里没有找到" in answer.text and fake.chat_requests
+
+
 def test_llm_is_not_consulted_for_refusals(kb_with_llm):
     kb, fake = kb_with_llm
     assert not kb.ask("刑法里重大责任事故罪判几年").answered

@@ -135,9 +135,16 @@ def test_prompt_holds_at_most_five_passages(fake_openai):
     assert "测试条文5" in prompt and "测试条文6" not in prompt and "[6]" not in prompt
 
 
-def test_not_covered_reply_is_rejected(fake_openai, caplog):
+def test_not_covered_reply_is_an_unanswered_answer(fake_openai):
+    """The model read the passages and found no answer: the caller declines instead of quoting one."""
+    answer = _ask(fake_openai, "知识库中没有相关规定。")
+    assert answer is not None and not answer.answered
+
+
+def test_partly_covered_reply_falls_back(fake_openai, caplog):
+    """An answer that cites a passage but says part is not covered: the extractive answer is sent."""
     with caplog.at_level(logging.WARNING, logger="knowledge.llm"):
-        assert _ask(fake_openai, "知识库中没有相关规定") is None
+        assert _ask(fake_openai, "主要负责人要组织制定规章制度[1]，其余知识库中没有相关规定。") is None
     assert "do not cover" in caplog.text
 
 
