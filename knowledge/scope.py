@@ -235,6 +235,11 @@ QUANTITY_UNITS: tuple[tuple[re.Pattern[str], re.Pattern[str]], ...] = (
     # ("组长是谁说了算" asks who appoints, which a statute answers)
     (re.compile(rf"{_POSTS}(?:现在|目前)?(?:是谁|叫什么|姓什么)(?!说了算|来定|定的|任命|指定)|哪位(?:领导|同志)?"),
      re.compile(r"同志")),
+    # A street address or a spot on the map ("具体在哪个位置", "在哪条路上办公", "哪个窗口") needs a passage
+    # naming a road, a square, a hall or a window: statutes name offices, not where they sit. ("去哪儿申请"
+    # asks which office, which a statute answers, and is not counted.)
+    (re.compile(r"具体位置|什么位置|哪个位置|详细地址|地址(?:是|在)|哪条(?:路|街)|哪个(?:窗口|广场|大厅)|门牌"),
+     re.compile(r"[\u4e00-\u9fff](?:路|街|大道|广场|大厅|窗口|号楼)")),
     # The name or address of an app, site or account ("那个小程序叫啥", "网址是多少") needs a passage that
     # names one: statutes name offices, not apps.
     (re.compile(r"(?:小程序|公众号|网址|网站|[Aa][Pp][Pp]|二维码)(?:的)?(?:名字|叫|是|在哪|多少|哪个|啥|什么)"

@@ -105,6 +105,8 @@ STATED_NEXT_TO_THE_SUBJECT = [
                  "血液中的酒精含量大于或者等于80mg/100ml的，为醉酒驾驶。", id="milligrams"),
     pytest.param("罚了款还不整改，按日连续处罚从哪天起算？", "拒不整改的，可以按日连续处罚。",
                  "拒不整改的，自作出责令改正之日的次日起按日连续处罚。", id="a date relative to an event"),
+    pytest.param("镇里的应急避难场所具体在哪个位置？", "县级以上人民政府应当统筹规划应急避难场所。",
+                 "镇应急避难场所设在人民路文化广场。", id="a street address"),
 ]
 
 
