@@ -238,6 +238,8 @@ OUTSIDE_CASES = [
     pytest.param("beyond_library_questions", ("去年全省一共发生了多少起火灾？", "单位买的消防水带哪个牌子耐用？"),
                  ("发现饭店后厨液化气罐漏气，应该向哪个部门反映？", "电梯年检过期了还在用，归哪个部门管？"),
                  id="statistics and shopping"),
+    pytest.param("other_law_questions", ("试用期被公司辞退了，公司要给补偿吗？", "邻居家的树枝伸到我家院子里，我能直接砍掉吗？"),
+                 ("工人在车间干活被机器轧伤了，算不算工伤？", "厂里不给工人发劳保用品，合法吗？"), id="other laws"),
 ]
 
 
@@ -255,7 +257,7 @@ def test_questions_the_library_does_not_answer_are_nearer_the_outside_examples(o
         assert outside_margin(question)[0] >= threshold, question
 
 
-@pytest.mark.parametrize("path", ["EVERYDAY_QUESTIONS", "PRACTICAL_TIPS", "BEYOND_LIBRARY"])
+@pytest.mark.parametrize("path", ["EVERYDAY_QUESTIONS", "PRACTICAL_TIPS", "BEYOND_LIBRARY", "OTHER_LAWS"])
 def test_outside_examples_ship_with_the_package(path):
     from knowledge import scope
 
