@@ -222,6 +222,10 @@ QUANTITY_UNITS: tuple[tuple[re.Pattern[str], re.Pattern[str]], ...] = (
      re.compile(rf"{_N}+\s*个?(?:工作)?(?:日|天)")),
     (re.compile(r"(?:几|多少)分钟"), re.compile(rf"{_N}+\s*分钟")),
     (re.compile(r"比例|百分之|占比"), re.compile(rf"{_N}+\s*[%％]|百分之|{_N}+分之")),
+    # a concentration ("氧含量在多少范围", "浓度要测到多少") needs one stated (19.5%, 30mg/m³, 50ppm): the
+    # statutes leave these values to national standards
+    (re.compile(r"(?:浓度|含量)[\u4e00-\u9fff]{0,8}?(?:多少|几|范围)"),
+     re.compile(rf"{_N}+\s*(?:[%％]|mg|毫克|ppm|克/立方米|g/m)|百分之")),
     (re.compile(r"多远|多少米|几米|多少公里"), re.compile(rf"{_N}+\s*(?:米|公里|千米)")),
     # Any other measure word or unit: "多少兆帕", "几次", "多少箱", "几级"; a count of people or things
     # ("配几个专职安监员"); a rank ("排第几"); a size or a weight ("离地多高").

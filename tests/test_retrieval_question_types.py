@@ -108,6 +108,8 @@ STATED_NEXT_TO_THE_SUBJECT = [
                  "拒不整改的，自作出责令改正之日的次日起按日连续处罚。", id="a date relative to an event"),
     pytest.param("镇里的应急避难场所具体在哪个位置？", "县级以上人民政府应当统筹规划应急避难场所。",
                  "镇应急避难场所设在人民路文化广场。", id="a street address"),
+    pytest.param("下污水井前硫化氢浓度要低于多少才能作业？", "作业前应当对污水井内硫化氢进行检测，确认安全后方可作业。",
+                 "污水井内硫化氢浓度低于10mg/m³方可作业。", id="a concentration"),
 ]
 
 
