@@ -111,7 +111,20 @@ def foreign_reference(question: str, library_titles: set[str]) -> str | None:
         for name in FOREIGN_LAWS:
             if name in question:
                 return name
+    for m in _NAMED_RULES_RE.finditer(question):
+        name = m.group(0)
+        if name not in library_titles and vocabulary.resolve_law_alias(name) is None:
+            return name
     return None
+
+
+# A regulation or rule named without 《》: at least four characters of name (no particle, verb or
+# punctuation inside) before a document-type ending ("大型群众性活动安全管理条例", "工贸企业粉尘防爆安全规定").
+# 规定 and 办法 count only in compounds: alone they are the verb "stipulates" and "a way" (按规定, 有办法).
+_NAMED_RULES_RE = re.compile(
+    r"[^\s\W的在按照据依里对和与把被向给从要说问是有这那该啥么、，。？！]{4,}"
+    r"(?:条例|特别规定|暂行规定|若干规定|管理规定|安全规定|实施规定|管理办法|实施办法|暂行办法|实施细则)"
+)
 
 
 _HERE = Path(__file__).resolve().parent
@@ -218,6 +231,10 @@ QUANTITY_UNITS: tuple[tuple[re.Pattern[str], re.Pattern[str]], ...] = (
     # "这几个月" / "这几年" / "请了几天假" are not questions about a number
     (re.compile(r"(?<![这那前近头])(?:几|多少)个?月"), re.compile(rf"{_N}+\s*个月|半年|{_N}+\s*年")),
     (_YEARS_ASK, _YEARS_OR_YEARLY),
+    # "多久复审一次" asks how often: a stated frequency (每年, 每月至少一次, 3年一次) answers it; a time
+    # limit (1小时内, 届满前1个月) or a bare 定期 does not. ("多久要报告" asks a time limit: not counted.)
+    (re.compile(r"(?:多久|多长时间|多少时间)[\u4e00-\u9fff]{0,8}?(?:一次|一回|一趟)"),
+     re.compile(rf"每{_N}*个?(?:年|月|季|周|天|日)|{_N}+\s*个?(?:年|月|周|天|日)(?:至少)?[\u4e00-\u9fff]{{0,4}}?一次")),
     (re.compile(r"多少(?:个工作)?(?:天|日)|(?:提前|要|需要|得|用)几(?:个工作)?(?:天|日)|几(?:个工作)?(?:天|日)(?:内|以内|之内)"),
      re.compile(rf"{_N}+\s*个?(?:工作)?(?:日|天)")),
     (re.compile(r"(?:几|多少)分钟"), re.compile(rf"{_N}+\s*分钟")),
@@ -287,7 +304,7 @@ def quantity_anchors(question: str, expansions: list[str], is_common: Callable[[
 _CJK_WORD_RE = re.compile(r"[\u4e00-\u9fff]+")
 _ASK_WORDS_RE = re.compile(
     rf"(?:是|有|一共)?(?:多少|几)个?(?:工作)?(?:钱|万|小时|学时|课时|月|年|天|日|分钟|{_MEASURES})?|第几|百分之|比例|占比"
-    r"|多远|多高|多深|多宽|多厚|多重|多沉|电话号|哪一?天|几号|是谁|叫什么|姓什么|哪位"
+    r"|多远|多高|多深|多宽|多厚|多重|多沉|电话号|哪一?天|几号|是谁|叫什么|姓什么|哪位|多久|多长时间|一次|一回|一趟"
 )
 
 

@@ -69,6 +69,10 @@ def test_any_measure_word_asks_for_a_number_in_that_unit():
     ("按生产经营单位安全培训规定，新员工岗前培训要多少学时", "生产经营单位安全培训规定"),
     ("女职工劳动保护特别规定里产假是多少天", "女职工劳动保护特别规定"),
     ("《矿山安全法》对矿井安全出口有什么要求", "矿山安全法"),  # its 安全法 is not an alias of 安全生产法
+    ("民用爆炸物品安全管理条例对买炸药有啥要求", "民用爆炸物品安全管理条例"),  # named without 《》
+    ("特种设备安全监察条例规定电梯多久检验一次", None),
+    ("按规定厂里要配几个安全员", None),
+    ("单位内部的规章制度规定的事，工人不听怎么办", None),
 ])
 def test_a_document_the_library_lacks_is_named(question, named):
     assert foreign_reference(question, set()) == named
@@ -110,6 +114,8 @@ STATED_NEXT_TO_THE_SUBJECT = [
                  "镇应急避难场所设在人民路文化广场。", id="a street address"),
     pytest.param("下污水井前硫化氢浓度要低于多少才能作业？", "作业前应当对污水井内硫化氢进行检测，确认安全后方可作业。",
                  "污水井内硫化氢浓度低于10mg/m³方可作业。", id="a concentration"),
+    pytest.param("燃气公司多长时间上门安检一次？", "燃气公司应当定期上门安检，并作出记录。",
+                 "燃气公司应当每年至少上门安检一次。", id="how often, not 定期"),
 ]
 
 
@@ -118,6 +124,10 @@ def test_what_is_asked_must_be_stated_in_a_passage(question, silent, stating):
     anchors = quantity_anchors(question, [], never_common)
     assert missing_quantity(question, [silent], anchors)
     assert not missing_quantity(question, [stating], anchors)
+
+
+def test_a_time_limit_question_is_not_asking_how_often():
+    assert quantity_anchors("厂里出了事故多久要报到县里？", [], never_common) is None
 
 
 def test_who_decides_or_whose_duty_is_not_asking_for_a_name():
