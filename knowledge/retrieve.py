@@ -210,6 +210,8 @@ def _question_type_adjust(index: KnowledgeIndex, question: str, fused: np.ndarra
 
 
 COMMON_SHARE = 0.1  # a word in more than this share of all passages cannot say what a number is about
+# ... in a library of at least this many passages: in a handful of passages every word is "common"
+COMMON_MIN_PASSAGES = 50
 _DF_CACHE_MAX = 50_000
 
 
@@ -222,7 +224,7 @@ def _is_common(index: KnowledgeIndex, word: str) -> bool:
         cache["\0key"] = index.lexical
     if word not in cache:
         cache[word] = sum(1 for c in index.chunks if word in c.text)
-    return cache[word] > COMMON_SHARE * len(index.chunks)
+    return len(index.chunks) >= COMMON_MIN_PASSAGES and cache[word] > COMMON_SHARE * len(index.chunks)
 
 
 def _normalised(scores: np.ndarray) -> np.ndarray:
