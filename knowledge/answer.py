@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from knowledge import vocabulary
 from knowledge.retrieve import Retrieval
-from knowledge.scope import missing_quantity
+from knowledge.scope import asks_about_a_speech, missing_quantity
 from knowledge.types import Answer, Citation, Hit
 
 log = logging.getLogger(__name__)
@@ -51,10 +51,12 @@ def decline_reason(retrieval: Retrieval, style: AnswerStyle) -> str | None:
         return "no passage"
     if retrieval.foreign:
         return f"asks about {retrieval.foreign}, not in the library"
-    if retrieval.topic_margin is not None and retrieval.topic_margin < style.min_topic_margin:
-        return f"off-topic (margin {retrieval.topic_margin:.3f})"
-    if retrieval.example_margin is not None and retrieval.example_margin < style.min_example_margin:
-        return f"nearer a question the library does not answer ({retrieval.example_source}, margin {retrieval.example_margin:.3f})"
+    if not asks_about_a_speech(retrieval.query.text):
+        if retrieval.topic_margin is not None and retrieval.topic_margin < style.min_topic_margin:
+            return f"off-topic (margin {retrieval.topic_margin:.3f})"
+        if retrieval.example_margin is not None and retrieval.example_margin < style.min_example_margin:
+            return (f"nearer a question the library does not answer ({retrieval.example_source}, "
+                    f"margin {retrieval.example_margin:.3f})")
     top_score = retrieval.hits[0].score
     quantity_passages = [h.chunk.text for h in retrieval.hits[:QUANTITY_PASSAGES]
                          if h.score >= QUANTITY_MIN_RELATIVE_SCORE * top_score]

@@ -171,6 +171,16 @@ class ExampleGate:
         return self._phrasings.nearest(query_vector) - float(sims[row]), self._names[row]
 
 
+# A question about what a meeting or a speech said ("发言稿里提的三个自", "区里开会管不管这个事") is about
+# the library's own documents, however much it sounds like chat: the topic and example gates do not
+# apply to it (the evidence checks still do).
+_ABOUT_A_SPEECH_RE = re.compile(r"讲话|发言稿|[区县市镇乡]里开会|(?<![晚宴舞聚年])会上|会议上|调度会|部署会|工作会")
+
+
+def asks_about_a_speech(question: str) -> bool:
+    return _ABOUT_A_SPEECH_RE.search(question) is not None
+
+
 def load_example_questions(path: Path = EVERYDAY_QUESTIONS) -> list[str]:
     try:
         return [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
@@ -206,7 +216,7 @@ _MEASURES = ("次|遍|回|级|分|层|台|辆|名|人次|人|位|箱|件|吨|公
              "千瓦|瓦|厘米|毫米|米|毫克|毫升|公里|秒|周|岁|倍|项|处|家|根|张|本|份|批|座|栋|间|户|支|盏|具|组|道|步")
 # "几年" asks for a number of years (3年, 两年; not 2016年); "几年一次" may be answered by 每年 too,
 # "能用几年" may not (see _asked).
-_YEARS_ASK = re.compile(r"(?<![这那前近头一二三四五六七八九十0-9])(?:几|多少)年")
+_YEARS_ASK = re.compile(r"(?<![这那前近头好一二三四五六七八九十0-9])(?:几|多少)年")
 _YEARS = re.compile(r"(?<![0-9])[0-9]{1,2}\s*年|[〇零一二三四五六七八九十两半]+\s*年")
 _YEARS_OR_YEARLY = re.compile(_YEARS.pattern + r"|每年|年度")
 _HOW_OFTEN_RE = re.compile(r"一次|一回|一检|一审|一换|每")
@@ -222,11 +232,12 @@ _DATE = re.compile(rf"{_N}+\s*月\s*{_N}+\s*[日号]|{_N}+\s*年\s*{_N}+\s*月|{
 # without the question's words standing next to it.
 _DATELINE = re.compile(rf"^\s*[（(]?\s*(?:[0-9０-９〇○零一二三四五六七八九]{{4}}\s*年)?\s*{_N}+\s*月\s*{_N}+\s*[日号]\s*[）)]?\s*$", re.M)
 _POSTS = "(?:组长|队长|局长|站长|所长|主任|负责人|书记|镇长|乡长|县长|区长|市长|厂长|经理|院长|校长)"
-_MONEY = re.compile(rf"{_N}+\s*(?:万|千|百)?元|{_N}+\s*倍|收入(?:的)?(?:{_N}+\s*[%％]|百分之)")
+# (benefits are often stated in months of wages: 十级伤残为7个月的本人工资)
+_MONEY = re.compile(rf"{_N}+\s*(?:万|千|百)?元|{_N}+\s*倍|收入(?:的)?(?:{_N}+\s*[%％]|百分之)|{_N}+\s*个月的(?:本人)?工资")
 QUANTITY_UNITS: tuple[tuple[re.Pattern[str], re.Pattern[str]], ...] = (
     (re.compile(r"多少钱|罚多少|交多少|赔多少|多少费用|多少万|多少[\u4e00-\u9fff]{0,8}?(?:经费|资金|预算|补助|补贴|费用|钱)"
                 r"|(?:预算|经费|资金|费用|工资)(?:是|有|一共)?多少"), _MONEY),
-    (re.compile(r"(?:电话|号码|热线)(?:是)?多少|打什么电话|电话号"), re.compile(r"\d{3,}|[一二三四五六七八九零〇]{3,}")),
+    (re.compile(r"(?:电话|号码|热线|手机号|联系方式)(?:是)?多少|打什么电话|电话号"), re.compile(r"\d{3,}|[一二三四五六七八九零〇]{3,}")),
     (re.compile(r"(?:几|多少)个?(?:小时|学时|课时)"), re.compile(rf"{_N}+\s*个?(?:小时|学时|课时)")),
     # "这几个月" / "这几年" / "请了几天假" are not questions about a number
     (re.compile(r"(?<![这那前近头])(?:几|多少)个?月"), re.compile(rf"{_N}+\s*个月|半年|{_N}+\s*年")),
@@ -249,7 +260,8 @@ QUANTITY_UNITS: tuple[tuple[re.Pattern[str], re.Pattern[str]], ...] = (
     # (the statutes often write units as symbols: 0.1MPa, 30L, 60℃)
     _COUNT_ASKS[0],
     _COUNT_ASKS[1],
-    (re.compile(r"第几"), re.compile(rf"第{_N}+")),
+    # "第几级" is answered by "一级为最高级别" as well as by 第三级
+    (re.compile(r"第几"), re.compile(rf"第{_N}+|{_N}+\s*(?:级|等|类)")),
     (re.compile(r"多高(?!的)|多深|多宽|多厚"), re.compile(rf"{_N}+\s*(?:米|厘米|毫米|公里|层)")),
     (re.compile(r"多重|多沉"), re.compile(rf"{_N}+\s*(?:吨|公斤|千克|斤|克)")),
     # A date ("哪天到", "几号截止", "什么时候开始申报") needs a stated date (3月15日, 二○○七年一月, 月底前);
@@ -308,7 +320,8 @@ _ASK_WORDS_RE = re.compile(
 )
 
 
-_YES_NO_RE = re.compile(r"吗|行不行|可不可以|能不能|可以不|是否|算不算|中不中|成不成|得不得行|要不要得")
+# (a sentence-final 不 asks yes or no too: 管得着我不？)
+_YES_NO_RE = re.compile(r"吗|行不行|可不可以|能不能|可以不|是否|算不算|中不中|成不成|得不得行|要不要得|不[？?!！。]*$")
 _COUNTS = {asks for asks, _ in _COUNT_ASKS}
 # A unit of measure asked for must be the one stated: "多少分" (points) is not answered by "315家",
 # nor "多少兆帕" by a count. Units the statutes write as symbols (0.1MPa, 60℃, 30L) count as their

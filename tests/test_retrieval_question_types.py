@@ -116,6 +116,10 @@ STATED_NEXT_TO_THE_SUBJECT = [
                  "污水井内硫化氢浓度低于10mg/m³方可作业。", id="a concentration"),
     pytest.param("燃气公司多长时间上门安检一次？", "燃气公司应当定期上门安检，并作出记录。",
                  "燃气公司应当每年至少上门安检一次。", id="how often, not 定期"),
+    pytest.param("橙色预警是第几级？", "预警信号用红、橙、黄、蓝四种颜色标示。",
+                 "预警级别分为一级、二级、三级和四级，橙色预警为二级。", id="which rank, as N级"),
+    pytest.param("十级伤残能拿多少补助金？", "伤残职工按伤残等级享受一次性伤残补助金。",
+                 "十级伤残的一次性伤残补助金为7个月的本人工资。", id="a benefit in months of wages"),
 ]
 
 
@@ -124,6 +128,29 @@ def test_what_is_asked_must_be_stated_in_a_passage(question, silent, stating):
     anchors = quantity_anchors(question, [], never_common)
     assert missing_quantity(question, [silent], anchors)
     assert not missing_quantity(question, [stating], anchors)
+
+
+def test_a_question_about_what_a_meeting_said_is_about_the_library():
+    from knowledge.scope import asks_about_a_speech
+
+    for question in ("区里开会到底管不管电瓶车进楼道充电？", "发言稿里对社会单位提的三个自是啥？", "调度会上定的期限是哪天？"):
+        assert asks_about_a_speech(question), question
+    for question in ("单位晚会上跳什么舞好？", "在镇政府会议室开会，投影仪连不上怎么办？"):
+        assert not asks_about_a_speech(question), question
+
+
+def test_the_example_gate_does_not_apply_to_a_question_about_a_meeting(bundled_kb):
+    """However near an everyday example it sits, a question about what a meeting said is weighed on its evidence."""
+    import dataclasses
+
+    from knowledge.answer import AnswerStyle, decline_reason
+
+    def reason(question):
+        near_chat = dataclasses.replace(bundled_kb.search(question), example_margin=-0.05, example_source="everyday_questions")
+        return decline_reason(near_chat, AnswerStyle()) or ""
+
+    assert "nearer" not in reason("楼里好多人把电瓶车推进楼道充电，区里开会到底管不管这个事？")
+    assert "nearer" in reason("楼里好多人把电瓶车推进楼道充电，到底有没有人管？")
 
 
 def test_a_time_limit_question_is_not_asking_how_often():
@@ -146,7 +173,8 @@ def test_a_few_people_is_not_a_question_about_a_number():
     for question in ("厂里来了几个职校的实习生，也得培训吗？", "我们店就几个人，也要建救援队吗？",
                      "出事后好几个部门都来了，谁说了算？", "消防设施分哪几类？",
                      "过年想给亲戚寄几箱烟花，走快递可以吗？", "老板让我们几个工人统一口径，会怎么罚？",
-                     "那台锅炉是九几年的，超期服役怎么处理？", "槽罐车多拉几吨中不中？"):
+                     "那台锅炉是九几年的，超期服役怎么处理？", "槽罐车多拉几吨中不中？",
+                     "请村里几个人帮着砌墙，条例管得着我不？", "老伴瘫在床上好几年了，发大水时政府会先转移我们吗？"):
         assert quantity_anchors(question, [], never_common) is None, question
 
 # Question-type signals off: no hand-tuned boosts and no learned ranker (whose features include them).
