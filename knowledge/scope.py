@@ -23,7 +23,7 @@ from knowledge.lexical import STOPWORDS
 # must not be answered from a safety regulation that merely looks similar.
 FOREIGN_LAWS: tuple[str, ...] = (
     "刑法", "民法典", "劳动法", "劳动合同法", "社会保险法", "个人所得税法", "税收征收管理法", "婚姻法",
-    "公务员法", "职业病防治法", "矿山安全法", "环境保护法", "行政处罚法", "行政许可法", "刑事诉讼法",
+    "公务员法", "职业病防治法", "环境保护法", "行政处罚法", "行政许可法", "刑事诉讼法",
     "民事诉讼法", "治安管理处罚法", "建筑法", "产品质量法", "消费者权益保护法", "森林法", "防洪法",
     "安全生产事故隐患排查治理暂行规定", "重大火灾隐患判定方法",
     # departmental safety rules people quote by name (training hours, licence renewal, confined spaces)
@@ -316,7 +316,7 @@ def quantity_anchors(question: str, expansions: list[str], is_common: Callable[[
 _CJK_WORD_RE = re.compile(r"[\u4e00-\u9fff]+")
 _ASK_WORDS_RE = re.compile(
     rf"(?:是|有|一共)?(?:多少|几)个?(?:工作)?(?:钱|万|小时|学时|课时|月|年|天|日|分钟|{_MEASURES})?|第几|百分之|比例|占比"
-    r"|多远|多高|多深|多宽|多厚|多重|多沉|电话号|哪一?天|几号|是谁|叫什么|姓什么|哪位|多久|多长时间|一次|一回|一趟"
+    r"|多远|多高|多深|多宽|多厚|多重|多沉|电话号|哪一?天|几号|是谁|叫什么|姓什么|哪位|多久|多长时间|(?:一次|一回|一趟)(?!性)"
 )
 
 
@@ -332,8 +332,8 @@ _SAME_UNIT = {
     **dict.fromkeys(("平方米", "平方"), "平方米|平方|m²|㎡"),
     "兆帕": "兆帕|MPa", "千帕": "千帕|kPa", "帕": "帕|MPa|kPa|Pa", "度": "度|℃|°C|°", "升": "升|L",
     "米": "米|m", "厘米": "厘米|cm", "毫米": "毫米|mm", "立方米": "立方米|m³", "吨": "吨|t", "斤": "斤|公斤",
-    "克": "克|g", "毫克": "毫克|mg", "毫升": "毫升|ml|mL", "伏": "伏|V", "瓦": "瓦|W", "千瓦": "千瓦|kW", "公里": "公里|千米|km", "秒": "秒|s",
-    "分": "分", "岁": "岁", "倍": "倍",
+    "克": "克|g", "毫克": "毫克|mg", "毫升": "毫升|ml|mL", "伏": "伏|V", "瓦": "瓦|W", "千瓦": "千瓦|kW",
+    "公里": "公里|千米|km", "秒": "秒|s", "分": "分", "岁": "岁", "倍": "倍",
 }
 
 
@@ -381,4 +381,3 @@ def _stated_near(states: re.Pattern[str], passage: str, anchors: frozenset[str],
         if not anchors or any(a in window for a in anchors):
             return True
     return False
-

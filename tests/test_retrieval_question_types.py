@@ -153,6 +153,11 @@ def test_the_example_gate_does_not_apply_to_a_question_about_a_meeting(bundled_k
     assert "nearer" in reason("楼里好多人把电瓶车推进楼道充电，到底有没有人管？")
 
 
+def test_the_how_often_words_leave_yici_xing_whole():
+    """一次 is stripped from the anchors as the how-often ask, but 一次性 stays a word of the subject."""
+    assert "一次性" in quantity_anchors("一次性伤残补助金能拿几个月工资？", [], never_common)
+
+
 def test_a_time_limit_question_is_not_asking_how_often():
     assert quantity_anchors("厂里出了事故多久要报到县里？", [], never_common) is None
 
